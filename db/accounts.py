@@ -1,0 +1,219 @@
+"""Users, passwords and refresh tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import exists, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.access import Principal
+from db.models import Membership, RefreshToken, User
+from db.results import Problem, ProblemCode, Rejected, reject
+from db.sql import any_id
+
+U = User.__table__
+M = Membership.__table__
+RT = RefreshToken.__table__
+
+_hasher = PasswordHasher()
+# Verified against when the e-mail is unknown, so that a wrong e-mail costs as much time as a
+# wrong password and log-in timing does not reveal which addresses have accounts.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+MIN_PASSWORD = 8
+# Argon2 is slow by design: an unbounded password would let one request burn CPU.
+MAX_PASSWORD = 256
+REFRESH_PREFIX = "tgr_"
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def normalise_email(email: str) -> str:
+    return email.strip()
+
+
+def check_email(email: str, *field: str) -> list[Problem]:
+    if len(email) > 320 or not EMAIL_PATTERN.match(email):
+        return [Problem("Enter a valid e-mail address.", ProblemCode.INVALID, field or None)]
+    return []
+
+
+def check_name(name: str, *field: str) -> list[Problem]:
+    if not 1 <= len(name.strip()) <= 100:
+        return [Problem("Name must be 1 to 100 characters.", ProblemCode.INVALID, field or None)]
+    return []
+
+
+async def users_by_ids(
+    session: AsyncSession, principal: Principal, ids: Sequence[int]
+) -> dict[int, Any]:
+    """Users with two flags.
+
+    `visible`: the principal may look the user up by id (self, or a member of a workspace the
+    principal can read). `email_visible`: the e-mail is shown to the user and to members of a
+    workspace the user belongs to; an API key is no member, so it never sees e-mails.
+    """
+    is_self = U.c.id == (principal.user_id if principal.user_id is not None else -1)
+    co_member = exists().where(M.c.user_id == U.c.id, any_id(M.c.workspace_id, list(principal.roles)))
+    in_readable = exists().where(
+        M.c.user_id == U.c.id, any_id(M.c.workspace_id, principal.readable_workspace_ids)
+    )
+    stmt = select(
+        U.c.id,
+        U.c.name,
+        U.c.email,
+        U.c.created_at,
+        (is_self | in_readable).label("visible"),
+        (is_self | co_member).label("email_visible"),
+    ).where(any_id(U.c.id, ids))
+    return {row.id: row for row in (await session.execute(stmt)).all()}
+
+
+async def member_user_ids(
+    session: AsyncSession, workspace_id: int, user_ids: Sequence[int]
+) -> set[int]:
+    stmt = select(M.c.user_id).where(M.c.workspace_id == workspace_id, any_id(M.c.user_id, user_ids))
+    return set((await session.execute(stmt)).scalars())
+
+
+async def sign_up(session: AsyncSession, email: str, name: str, password: str) -> Any:
+    email = normalise_email(email)
+    problems = check_email(email, "input", "email") + check_name(name, "input", "name")
+    if len(password) < MIN_PASSWORD:
+        problems.append(
+            Problem(f"Password must be at least {MIN_PASSWORD} characters.", field=("input", "password"))
+        )
+    elif len(password) > MAX_PASSWORD:
+        problems.append(
+            Problem(f"Password must be at most {MAX_PASSWORD} characters.", field=("input", "password"))
+        )
+    if problems:
+        raise Rejected(problems)
+    stmt = (
+        insert(U)
+        .values(email=email, name=name.strip(), password_hash=hash_password(password))
+        .returning(U)
+    )
+    taken = select(U.c.id).where(func.lower(U.c.email) == email.lower())
+    if (await session.execute(taken)).first() is not None:
+        raise reject("An account with this e-mail already exists.", ProblemCode.TAKEN, "input", "email")
+    # The unique index settles a concurrent sign-up with the same address.
+    async with session.begin_nested():
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            return (await session.execute(stmt)).one()
+        except IntegrityError:
+            raise reject(
+                "An account with this e-mail already exists.", ProblemCode.TAKEN, "input", "email"
+            ) from None
+
+
+async def log_in(session: AsyncSession, email: str, password: str) -> Any:
+    wrong = reject("Incorrect e-mail or password.", ProblemCode.INVALID)
+    if len(password) > MAX_PASSWORD:
+        raise wrong
+    row = (
+        await session.execute(select(U).where(func.lower(U.c.email) == normalise_email(email).lower()))
+    ).first()
+    try:
+        _hasher.verify(row.password_hash if row else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        raise wrong from None
+    if row is None:
+        raise wrong
+    if _hasher.check_needs_rehash(row.password_hash):
+        await session.execute(
+            update(U).where(U.c.id == row.id).values(password_hash=hash_password(password))
+        )
+    return row
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedRefreshToken:
+    token: str
+    user_id: int
+    expires_at: datetime
+
+
+async def issue_refresh_token(
+    session: AsyncSession, user_id: int, lifetime: timedelta, family_id: int | None = None
+) -> IssuedRefreshToken:
+    token = REFRESH_PREFIX + secrets.token_urlsafe(32)
+    expires_at = datetime.now(UTC) + lifetime
+    await session.execute(
+        insert(RT).values(
+            user_id=user_id,
+            token_hash=_token_hash(token),
+            family_id=family_id if family_id is not None else secrets.randbits(62),
+            expires_at=expires_at,
+        )
+    )
+    return IssuedRefreshToken(token, user_id, expires_at)
+
+
+async def rotate_refresh_token(
+    session: AsyncSession, token: str, lifetime: timedelta
+) -> IssuedRefreshToken:
+    """Exchange a refresh token for a new one.
+
+    Presenting a token that was already rotated means it was copied: every token of its
+    family is revoked, so the thief and the owner both have to log in again.
+    """
+    invalid = reject("The refresh token is invalid or expired.", ProblemCode.INVALID, "input", "refreshToken")
+    # The row lock makes two concurrent uses of one token take turns: the second sees it revoked.
+    row = (
+        await session.execute(
+            select(RT).where(RT.c.token_hash == _token_hash(token)).with_for_update()
+        )
+    ).first()
+    if row is None:
+        raise invalid
+    now = datetime.now(UTC)
+    if row.revoked_at is not None:
+        await session.execute(
+            update(RT)
+            .where(RT.c.family_id == row.family_id, RT.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        # The revocation must stick although the request is refused.
+        await session.commit()
+        raise invalid
+    if row.expires_at <= now:
+        raise invalid
+    await session.execute(update(RT).where(RT.c.id == row.id).values(revoked_at=now))
+    return await issue_refresh_token(session, row.user_id, lifetime, row.family_id)
+
+
+async def revoke_refresh_token(session: AsyncSession, token: str) -> None:
+    """Log out: revoke the token's whole family (the session on that device)."""
+    row = (
+        await session.execute(select(RT.c.family_id).where(RT.c.token_hash == _token_hash(token)))
+    ).first()
+    if row is None:
+        raise reject("Unknown refresh token.", ProblemCode.INVALID, "input", "refreshToken")
+    await session.execute(
+        update(RT)
+        .where(RT.c.family_id == row.family_id, RT.c.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )
+
+
+async def user_by_id(session: AsyncSession, user_id: int) -> Any | None:
+    return (await session.execute(select(U).where(U.c.id == user_id))).first()

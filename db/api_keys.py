@@ -1,0 +1,158 @@
+"""API keys: partner credentials bound to one workspace.
+
+A key reads `tgk_<prefix>_<secret>`. The prefix is stored in clear so that the key can be
+found and shown for recognition; only a SHA-256 of the whole key is stored. Keys are long
+random strings, so a fast hash is enough (unlike passwords, they cannot be guessed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.access import Principal
+from db.errors import Unauthenticated
+from db.models import ApiKey, ApiScope
+from db.results import ProblemCode, reject
+from db.sql import any_id
+
+K = ApiKey.__table__
+
+KEY_PREFIX = "tgk_"
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedKey:
+    row: Any
+    secret: str
+
+
+def looks_like_api_key(token: str) -> bool:
+    return token.startswith(KEY_PREFIX)
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _split(secret: str) -> str | None:
+    parts = secret.split("_")
+    if len(parts) != 3 or parts[0] + "_" != KEY_PREFIX or not parts[1] or not parts[2]:
+        return None
+    return f"{KEY_PREFIX}{parts[1]}"
+
+
+async def create_api_key(
+    session: AsyncSession,
+    principal: Principal,
+    workspace_id: int,
+    name: str,
+    scopes: Sequence[ApiScope],
+) -> CreatedKey:
+    if not principal.can_read(workspace_id):
+        raise reject("Workspace not found.", ProblemCode.NOT_FOUND, "input", "workspaceId")
+    if not principal.can_manage(workspace_id) or principal.user_id is None:
+        raise reject(
+            "Only workspace admins can create API keys.", ProblemCode.FORBIDDEN, "input", "workspaceId"
+        )
+    name = name.strip()
+    if not 1 <= len(name) <= 100:
+        raise reject("Name must be 1 to 100 characters.", ProblemCode.INVALID, "input", "name")
+    if not scopes:
+        raise reject("Give at least one scope.", ProblemCode.INVALID, "input", "scopes")
+    # WRITE without READ would be a key that can change what it cannot see.
+    stored = sorted({ApiScope(s).value for s in scopes} | {ApiScope.READ.value})
+    prefix = KEY_PREFIX + secrets.token_hex(6)
+    secret = f"{prefix}_{secrets.token_urlsafe(32).replace('_', 'x')}"
+    row = (
+        await session.execute(
+            insert(K)
+            .values(
+                workspace_id=workspace_id,
+                name=name,
+                prefix=prefix,
+                secret_hash=_hash(secret),
+                scopes=stored,
+                created_by_id=principal.user_id,
+            )
+            .returning(K)
+        )
+    ).one()
+    return CreatedKey(row, secret)
+
+
+async def revoke_api_key(session: AsyncSession, principal: Principal, key_id: int) -> Any:
+    row = (await session.execute(select(K).where(K.c.id == key_id).with_for_update())).first()
+    if row is None or not principal.can_read(row.workspace_id):
+        raise reject("API key not found.", ProblemCode.NOT_FOUND, "input", "id")
+    if not principal.can_manage(row.workspace_id):
+        raise reject("Only workspace admins can revoke API keys.", ProblemCode.FORBIDDEN, "input", "id")
+    if row.revoked_at is not None:
+        return row
+    return (
+        await session.execute(
+            update(K).where(K.c.id == key_id).values(revoked_at=datetime.now(UTC)).returning(K)
+        )
+    ).one()
+
+
+async def authenticate(session: AsyncSession, secret: str) -> Principal:
+    """The principal of an API key, or Unauthenticated.
+
+    Records `last_used_at` at most once a minute (committed at once, before the operation
+    runs), so that a busy integration does not write on every request.
+    """
+    prefix = _split(secret)
+    if prefix is None:
+        raise Unauthenticated("Malformed API key.")
+    row = (await session.execute(select(K).where(K.c.prefix == prefix))).first()
+    if (
+        row is None
+        or not hmac.compare_digest(row.secret_hash, _hash(secret))
+        or row.revoked_at is not None
+    ):
+        raise Unauthenticated("Invalid or revoked API key.")
+    now = datetime.now(UTC)
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+        await session.execute(
+            update(K)
+            .where(
+                K.c.id == row.id,
+                or_(K.c.last_used_at.is_(None), K.c.last_used_at < now - LAST_USED_RESOLUTION),
+            )
+            .values(last_used_at=now)
+        )
+    await session.commit()
+    return Principal(
+        api_key_id=row.id,
+        api_key_workspace_id=row.workspace_id,
+        scopes=frozenset(ApiScope(s) for s in row.scopes),
+    )
+
+
+async def keys_by_workspace(
+    session: AsyncSession, workspace_ids: Sequence[int]
+) -> dict[int, list[Any]]:
+    stmt = select(K).where(any_id(K.c.workspace_id, workspace_ids)).order_by(K.c.created_at, K.c.id)
+    keys: dict[int, list[Any]] = {wid: [] for wid in workspace_ids}
+    for row in (await session.execute(stmt)).all():
+        keys[row.workspace_id].append(row)
+    return keys
+
+
+async def keys_by_ids(
+    session: AsyncSession, principal: Principal, ids: Sequence[int]
+) -> dict[int, Any]:
+    """Keys by id, for workspace admins only (others must not learn about keys)."""
+    managed = [w for w in principal.readable_workspace_ids if principal.can_manage(w)]
+    stmt = select(K).where(any_id(K.c.id, ids), any_id(K.c.workspace_id, managed))
+    return {row.id: row for row in (await session.execute(stmt)).all()}

@@ -1,0 +1,35 @@
+"""Engine and session factory built from a URL and pool settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    size: int = 10
+    max_overflow: int = 10
+    timeout: float = 10.0
+    statement_timeout_ms: int = 15_000
+
+
+def make_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
+    pool = pool or PoolSettings()
+    server_settings = {"application_name": "taskgraph", "timezone": "UTC"}
+    if pool.statement_timeout_ms:
+        server_settings["statement_timeout"] = str(pool.statement_timeout_ms)
+    return create_async_engine(
+        url,
+        pool_size=pool.size,
+        max_overflow=pool.max_overflow,
+        pool_timeout=pool.timeout,
+        pool_pre_ping=False,
+        connect_args={"server_settings": server_settings},
+    )
+
+
+def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    # Objects stay readable after commit: mutation payloads are built from them.
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)

@@ -1,0 +1,126 @@
+"""The ASGI application: /graphql (GraphiQL on GET in a browser), /healthz, /readyz."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import ORJSONResponse
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from strawberry.fastapi import GraphQLRouter
+
+from db.access import ANONYMOUS
+from db.engine import PoolSettings, make_engine, make_session_factory
+from db.errors import Unauthenticated
+from graph.auth import authenticate
+from graph.context import Context
+from graph.schema import build_schema
+from graph.settings import Settings, SettingsError, load_settings
+
+logger = logging.getLogger("taskgraph")
+
+
+class _Router(GraphQLRouter[Context, None]):
+    def encode_json(self, data: object) -> bytes:
+        # orjson is ~10x faster than json for large results.
+        return orjson.dumps(data)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: AsyncEngine | None = None,
+    session_factory: Callable[[], AsyncSession] | None = None,
+) -> FastAPI:
+    """Build the app. `settings.database_url` and `settings.secret_key` must be resolved
+    (the CLI does that for the embedded database). Tests pass a `session_factory` bound to
+    a connection whose transaction they roll back."""
+    if settings.database_url is None and engine is None:
+        raise SettingsError("DATABASE_URL is required to build the app")
+    if not settings.secret_key:
+        raise SettingsError("SECRET_KEY is required when DATABASE_URL is set")
+    secret_key = settings.secret_key
+    engine = engine or make_engine(
+        settings.database_url or "",
+        PoolSettings(
+            size=settings.pool_size,
+            max_overflow=settings.max_overflow,
+            timeout=settings.pool_timeout,
+            statement_timeout_ms=settings.statement_timeout_ms,
+        ),
+    )
+    sessions = session_factory or make_session_factory(engine)
+
+    async def get_context(request: Request) -> AsyncIterator[Context]:
+        async with sessions() as session:
+            auth_error: Unauthenticated | None = None
+            try:
+                principal = await authenticate(
+                    request.headers.get("authorization"),
+                    secret_key=secret_key,
+                    session=session,
+                )
+            except Unauthenticated as exc:
+                principal, auth_error = ANONYMOUS, exc
+            context = Context(session, principal, settings)
+            context.auth_error = auth_error
+            yield context
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await engine.dispose()
+
+    app = FastAPI(
+        title="Taskgraph",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["authorization", "content-type"],
+            max_age=600,
+        )
+    router: Any = _Router(
+        build_schema(debug=settings.debug),
+        context_getter=get_context,
+        graphql_ide="graphiql" if settings.graphiql else None,
+        # Queries over GET would let a cross-site <img> run them with the browser's cookies;
+        # only POST runs operations.
+        allow_queries_via_get=False,
+    )
+    app.include_router(router, prefix="/graphql")
+    app.state.engine = engine
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> ORJSONResponse:
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            logger.exception("Readiness check failed")
+            return ORJSONResponse({"status": "unavailable"}, status_code=503)
+        return ORJSONResponse({"status": "ok"})
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn workers: settings come from the environment the CLI prepared."""
+    return create_app(load_settings())

@@ -1,0 +1,64 @@
+"""Authentication: the `Authorization` header becomes a Principal.
+
+`Bearer <JWT>` is a user's short-lived access token; `Bearer tgk_...` is an API key. No header
+means anonymous. A header that is present but wrong is never treated as anonymous: the
+request fails with UNAUTHENTICATED, so that a client learns its token expired.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import jwt
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db import api_keys
+from db.access import ANONYMOUS, Principal, user_principal
+from db.errors import Unauthenticated
+
+ALGORITHM = "HS256"
+ISSUER = "taskgraph"
+
+
+def issue_access_token(secret_key: str, user_id: int, lifetime: timedelta) -> tuple[str, datetime]:
+    now = datetime.now(UTC)
+    expires_at = now + lifetime
+    claims = {"sub": str(user_id), "iat": now, "exp": expires_at, "iss": ISSUER, "typ": "access"}
+    return jwt.encode(claims, secret_key, algorithm=ALGORITHM), expires_at
+
+
+def user_id_from_token(secret_key: str, token: str) -> int:
+    try:
+        claims = jwt.decode(
+            token,
+            secret_key,
+            algorithms=[ALGORITHM],
+            issuer=ISSUER,
+            options={"require": ["sub", "exp", "iat", "iss"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthenticated("The access token has expired; refresh the session.") from None
+    except jwt.PyJWTError:
+        raise Unauthenticated("Invalid access token.") from None
+    if claims.get("typ") != "access" or not str(claims["sub"]).isdigit():
+        raise Unauthenticated("Invalid access token.")
+    return int(claims["sub"])
+
+
+async def authenticate(
+    authorization: str | None, *, secret_key: str, session: AsyncSession
+) -> Principal:
+    if not authorization:
+        return ANONYMOUS
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthenticated("Use `Authorization: Bearer <access token or API key>`.")
+    if api_keys.looks_like_api_key(token):
+        return await api_keys.authenticate(session, token)
+    principal = await user_principal(session, user_id_from_token(secret_key, token))
+    if principal is None:
+        raise Unauthenticated("The account no longer exists.")
+    # The operation's reads start from a fresh snapshot.
+    await session.commit()
+    return principal

@@ -1,0 +1,200 @@
+"""The `taskgraph` command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from graph.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(help="Taskgraph: a GraphQL API for team task tracking.", no_args_is_help=True)
+err = Console(stderr=True)
+out = Console()
+
+DEMO_PASSWORD = "taskgraph-demo"  # noqa: S105 - the published password of the demo data
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _secret_key(settings: Settings) -> str:
+    if settings.secret_key:
+        return settings.secret_key
+    if not settings.embedded:
+        err.print(
+            "[red]SECRET_KEY must be set when DATABASE_URL is set (at least 32 characters, "
+            "e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`).[/red]"
+        )
+        raise typer.Exit(2)
+    path = settings.data_dir / "secret_key"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def _database_url(settings: Settings) -> str:
+    if settings.database_url:
+        return settings.database_url
+    from db.embedded import start
+
+    with err.status("Starting the embedded PostgreSQL..."):
+        return start(settings.data_dir / "postgres")
+
+
+def _migrate(url: str, revision: str = "head") -> None:
+    from db.migrations import upgrade_sync
+
+    upgrade_sync(url, revision)
+
+
+async def _user_count(url: str) -> int:
+    from sqlalchemy import text
+
+    from db.engine import make_engine
+
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return int((await conn.execute(text("SELECT count(*) FROM users"))).scalar_one())
+    finally:
+        await engine.dispose()
+
+
+def _seed(url: str, scale: float) -> None:
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    from db.accounts import hash_password
+    from db.engine import make_engine
+    from db.seed import SeedError, seed
+
+    async def run() -> None:
+        engine = make_engine(url)
+        try:
+            with Progress(
+                TextColumn("{task.description:<12}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                TimeElapsedColumn(),
+                console=err,
+            ) as bar:
+                stages: dict[str, object] = {}
+
+                def progress(stage: str, done: int, total: int) -> None:
+                    task = stages.get(stage)
+                    if task is None:
+                        task = stages[stage] = bar.add_task(stage, total=total)
+                    bar.update(task, completed=done)  # type: ignore[arg-type]
+
+                result = await seed(
+                    engine, scale=scale, password_hash=hash_password(DEMO_PASSWORD), progress=progress
+                )
+        except SeedError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
+        finally:
+            await engine.dispose()
+        out.print(f"Seeded: {result}")
+        out.print(f"Log in as [bold]{result.demo_email}[/bold] with password [bold]{DEMO_PASSWORD}[/bold]")
+
+    asyncio.run(run())
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
+    demo: Annotated[
+        bool, typer.Option(help="Seed demo data into an empty embedded database.")
+    ] = True,
+    demo_scale: Annotated[float, typer.Option(help="Size of the demo data (1 = 100,000 tasks).")] = 0.1,
+) -> None:
+    """Serve the API (migrating the database first)."""
+    import uvicorn
+
+    settings = _settings()
+    secret_key = _secret_key(settings)
+    url = _database_url(settings)
+    _migrate(url)
+    if settings.embedded and demo and asyncio.run(_user_count(url)) == 0:
+        _seed(url, demo_scale)
+    elif settings.embedded and demo:
+        out.print(f"Demo log-in: [bold]demo@taskgraph.dev[/bold] / [bold]{DEMO_PASSWORD}[/bold]")
+    # Workers are separate processes: they read the resolved settings from the environment.
+    os.environ["DATABASE_URL"] = url
+    os.environ["SECRET_KEY"] = secret_key
+    out.print(f"GraphQL API on http://{host}:{port}/graphql (GraphiQL: open it in a browser)")
+    uvicorn.run(
+        "graph.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=None if reload else workers,
+        reload=reload,
+        loop="uvloop",
+        http="httptools",
+        log_level="info",
+    )
+
+
+@app.command()
+def migrate(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Apply database migrations up to REVISION."""
+    settings = _settings()
+    _migrate(_database_url(settings), revision)
+    out.print(f"Database migrated to {revision}.")
+
+
+@app.command()
+def seed(
+    scale: Annotated[float, typer.Option(min=0.001, max=100, help="1 = 100,000 tasks.")] = 1.0,
+) -> None:
+    """Fill an empty database with deterministic demo data."""
+    settings = _settings()
+    url = _database_url(settings)
+    _migrate(url)
+    _seed(url, scale)
+
+
+@app.command("export-schema")
+def export_schema(
+    path: Annotated[Path, typer.Option(help="Where to write the SDL.")] = Path("schema.graphql"),
+    check: Annotated[bool, typer.Option(help="Exit 1 when the file is stale.")] = False,
+) -> None:
+    """Write the schema as SDL (schema.graphql)."""
+    from graph.schema import export_sdl
+
+    sdl = export_sdl()
+    if check:
+        if not path.exists() or path.read_text() != sdl:
+            err.print(f"{path} is stale: run `taskgraph export-schema`.")
+            raise typer.Exit(1)
+        out.print(f"{path} is up to date.")
+        return
+    path.write_text(sdl)
+    out.print(f"Wrote {path}.")
+
+
+def main() -> None:
+    app(prog_name="taskgraph")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

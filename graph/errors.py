@@ -1,0 +1,107 @@
+"""Error codes on the wire, and masking of faults.
+
+Every error leaves with `extensions.code`. Errors the client caused keep their message; any
+other exception becomes "Internal server error" with an error id that is logged together with
+the traceback (unless DEBUG is on, when the original message is shown).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+from db.errors import Forbidden, InvalidArgument, NotFound, Unauthenticated
+
+logger = logging.getLogger("taskgraph.errors")
+
+
+class ErrorCode(enum.StrEnum):
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+    NOT_FOUND = "NOT_FOUND"
+    BAD_USER_INPUT = "BAD_USER_INPUT"
+    GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+    GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+    QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+    RATE_LIMITED = "RATE_LIMITED"
+    PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+    INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+
+
+class ApiError(Exception):
+    """An error meant for the client, raised from resolvers."""
+
+    def __init__(self, message: str, code: ErrorCode, **extensions: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.extensions = extensions
+
+
+_DOMAIN_CODES: dict[type[Exception], ErrorCode] = {
+    InvalidArgument: ErrorCode.BAD_USER_INPUT,
+    NotFound: ErrorCode.NOT_FOUND,
+    Forbidden: ErrorCode.FORBIDDEN,
+    Unauthenticated: ErrorCode.UNAUTHENTICATED,
+}
+
+
+def _with_code(error: GraphQLError, code: ErrorCode, message: str | None = None, **extra: Any) -> GraphQLError:
+    return GraphQLError(
+        message if message is not None else error.message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={**(error.extensions or {}), "code": code.value, **extra},
+    )
+
+
+def classify(error: GraphQLError, *, parsed: bool, debug: bool) -> GraphQLError:
+    if error.extensions and "code" in error.extensions:
+        return error
+    original = error.original_error
+    if original is None:
+        if not parsed:
+            return _with_code(error, ErrorCode.GRAPHQL_PARSE_FAILED)
+        if error.path is None and error.message.startswith("Variable '$"):
+            return _with_code(error, ErrorCode.BAD_USER_INPUT)
+        if error.path is None:
+            return _with_code(error, ErrorCode.GRAPHQL_VALIDATION_FAILED)
+        return _with_code(error, ErrorCode.INTERNAL_SERVER_ERROR)
+    if isinstance(original, ApiError):
+        return _with_code(error, original.code, **original.extensions)
+    for kind, code in _DOMAIN_CODES.items():
+        if isinstance(original, kind):
+            return _with_code(error, code)
+    if isinstance(original, GraphQLError):
+        # Raised by graphql-core while coercing arguments (e.g. a bad scalar literal).
+        return _with_code(error, ErrorCode.BAD_USER_INPUT)
+    error_id = uuid.uuid4().hex
+    logger.error(
+        "Unhandled error %s at %s", error_id, error.path, exc_info=(type(original), original, original.__traceback__)
+    )
+    if debug:
+        return _with_code(error, ErrorCode.INTERNAL_SERVER_ERROR, errorId=error_id)
+    return _with_code(error, ErrorCode.INTERNAL_SERVER_ERROR, "Internal server error", errorId=error_id)
+
+
+class ErrorCodes(SchemaExtension):
+    """Gives every error a code and masks faults; the one place errors are shaped."""
+
+    def __init__(self, *, debug: bool = False) -> None:
+        self.debug = debug
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        errors = getattr(result, "errors", None)
+        if not errors:
+            return
+        parsed = self.execution_context.graphql_document is not None
+        result.errors = [classify(e, parsed=parsed, debug=self.debug) for e in errors]  # type: ignore[union-attr]

@@ -1,0 +1,166 @@
+"""The per-request DataLoader registry.
+
+Every relationship and every per-parent list or count is loaded through here, so that a
+query costs one statement per relationship and level, whatever the page size.
+Loaders for lists with arguments (page size, cursor, filter, order) are keyed by those
+arguments: parents asking for the same page shape share one batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from strawberry.dataloader import DataLoader
+
+from db import accounts, activities, api_keys, comments, labels, projects, tasks, workspaces
+from db.pagination import Page, PageArgs
+
+if TYPE_CHECKING:
+    from graph.context import Context
+
+Batch = Callable[..., Awaitable[dict[Any, Any]]]
+
+
+class Loaders:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._keyed: dict[Hashable, DataLoader[Any, Any]] = {}
+
+    def clear(self) -> None:
+        """Forget everything loaded so far (after a mutation commits)."""
+        for name in [k for k, v in vars(self).items() if isinstance(v, DataLoader)]:
+            delattr(self, name)
+        self._keyed.clear()
+
+    def _loader(self, fn: Batch, *leading: Any, default: Any = None) -> DataLoader[Any, Any]:
+        ctx = self._ctx
+
+        async def load(keys: Sequence[Any]) -> list[Any]:
+            found = await ctx.db(fn, *leading, list(keys))
+            return [found.get(key, default) for key in keys]
+
+        return DataLoader(load_fn=load)
+
+    def _scoped(self, fn: Batch) -> DataLoader[Any, Any]:
+        return self._loader(fn, self._ctx.principal)
+
+    # Objects by id, scoped to what the principal may read.
+    @cached_property
+    def user(self) -> DataLoader[int, Any]:
+        return self._scoped(accounts.users_by_ids)
+
+    @cached_property
+    def workspace(self) -> DataLoader[int, Any]:
+        return self._scoped(workspaces.workspaces_by_ids)
+
+    @cached_property
+    def project(self) -> DataLoader[int, Any]:
+        return self._scoped(projects.projects_by_ids)
+
+    @cached_property
+    def task(self) -> DataLoader[int, Any]:
+        return self._scoped(tasks.tasks_by_ids)
+
+    @cached_property
+    def label(self) -> DataLoader[int, Any]:
+        return self._scoped(labels.labels_by_ids)
+
+    @cached_property
+    def comment(self) -> DataLoader[int, Any]:
+        return self._scoped(comments.comments_by_ids)
+
+    @cached_property
+    def activity(self) -> DataLoader[int, Any]:
+        return self._scoped(activities.activities_by_ids)
+
+    @cached_property
+    def api_key(self) -> DataLoader[int, Any]:
+        return self._scoped(api_keys.keys_by_ids)
+
+    @cached_property
+    def project_by_key(self) -> DataLoader[tuple[int, str], Any]:
+        return self._loader(projects.projects_by_key)
+
+    @cached_property
+    def task_by_key(self) -> DataLoader[tuple[int, str], Any]:
+        return self._loader(tasks.tasks_by_key)
+
+    # Per-parent collections without arguments.
+    @cached_property
+    def labels_of_task(self) -> DataLoader[int, list[Any]]:
+        return self._loader(tasks.labels_by_task, default=[])
+
+    @cached_property
+    def labels_of_workspace(self) -> DataLoader[int, list[Any]]:
+        return self._loader(labels.labels_by_workspace, default=[])
+
+    @cached_property
+    def api_keys_of_workspace(self) -> DataLoader[int, list[Any]]:
+        return self._loader(api_keys.keys_by_workspace, default=[])
+
+    @cached_property
+    def task_counts_of_project(self) -> DataLoader[int, Any]:
+        return self._loader(projects.task_counts)
+
+    @cached_property
+    def comment_count(self) -> DataLoader[int, int]:
+        return self._loader(comments.comment_counts, default=0)
+
+    @cached_property
+    def activity_count(self) -> DataLoader[int, int]:
+        return self._loader(activities.activity_counts, default=0)
+
+    @cached_property
+    def member_count(self) -> DataLoader[int, int]:
+        return self._loader(workspaces.member_counts, default=0)
+
+    # Per-parent collections with arguments.
+    def keyed(self, key: Hashable, fn: Batch, *leading: Any, default: Any = None) -> DataLoader[Any, Any]:
+        loader = self._keyed.get(key)
+        if loader is None:
+            loader = self._keyed[key] = self._loader(fn, *leading, default=default)
+        return loader
+
+    def comment_pages(self, args: PageArgs) -> DataLoader[int, Page]:
+        return self.keyed(("comments", args), _pages(comments.comment_pages, args))
+
+    def activity_pages(self, args: PageArgs) -> DataLoader[int, Page]:
+        return self.keyed(("activity", args), _pages(activities.activity_pages, args))
+
+    def member_pages(self, args: PageArgs) -> DataLoader[int, Page]:
+        return self.keyed(("members", args), _pages(workspaces.member_pages, args))
+
+    def project_pages(self, include_archived: bool, args: PageArgs) -> DataLoader[int, Page]:
+        async def batch(session: Any, ids: list[int]) -> dict[int, Page]:
+            return await projects.project_pages(session, ids, include_archived, args)
+
+        return self.keyed(("projects", include_archived, args), batch)
+
+    def project_counts(self, include_archived: bool) -> DataLoader[int, int]:
+        async def batch(session: Any, ids: list[int]) -> dict[int, int]:
+            return await projects.project_counts(session, ids, include_archived)
+
+        return self.keyed(("project_count", include_archived), batch, default=0)
+
+    def task_pages(
+        self, parent: str, flt: tasks.TaskFilter | None, order: tuple[Any, ...], args: PageArgs
+    ) -> DataLoader[int, Page]:
+        async def batch(session: Any, ids: list[int]) -> dict[int, Page]:
+            return await tasks.task_pages(session, parent, ids, flt, order, args)  # type: ignore[arg-type]
+
+        return self.keyed(("tasks", parent, flt, order, args), batch)
+
+    def task_count(self, parent: str, flt: tasks.TaskFilter | None) -> DataLoader[int, int]:
+        async def batch(session: Any, ids: list[int]) -> dict[int, int]:
+            return await tasks.task_counts(session, parent, ids, flt)  # type: ignore[arg-type]
+
+        return self.keyed(("task_count", parent, flt), batch, default=0)
+
+
+def _pages(fn: Callable[..., Awaitable[dict[int, Page]]], args: PageArgs) -> Batch:
+    async def batch(session: Any, ids: list[int]) -> dict[int, Page]:
+        return await fn(session, ids, args)
+
+    return batch

@@ -1,0 +1,128 @@
+"""signUp, logIn, refreshSession, logOut."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import strawberry
+
+from db import accounts
+from db.results import Rejected
+from graph.auth import issue_access_token
+from graph.context import Context, context_of
+from graph.ids import to_global_id
+from graph.mutations.common import UserError, user_errors
+from graph.types.user import User
+
+
+@strawberry.input
+class SignUpInput:
+    email: str
+    name: str
+    password: str
+
+
+@strawberry.input
+class LogInInput:
+    email: str
+    password: str
+
+
+@strawberry.input
+class RefreshSessionInput:
+    refresh_token: str
+
+
+@strawberry.input
+class LogOutInput:
+    refresh_token: str
+
+
+@strawberry.type
+class AuthPayload:
+    user: User | None = None
+    access_token: str | None = None
+    refresh_token: str | None = None
+    expires_at: datetime | None = strawberry.field(
+        default=None, description="When the access token expires."
+    )
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class LogOutPayload:
+    ok: bool
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+def _own(row: Any) -> User:
+    """The signed-in user as they see themselves (their e-mail included)."""
+    return User(
+        id=strawberry.ID(to_global_id("User", row.id)),
+        db_id=row.id,
+        name=row.name,
+        created_at=row.created_at,
+        _email=row.email,
+    )
+
+
+async def _session_for(ctx: Context, session: Any, user: Any, family: Any = None) -> AuthPayload:
+    settings = ctx.settings
+    refresh = family or await accounts.issue_refresh_token(
+        session, user.id, timedelta(days=settings.refresh_token_days)
+    )
+    access, expires_at = issue_access_token(
+        settings.secret_key or "", user.id, timedelta(minutes=settings.access_token_minutes)
+    )
+    return AuthPayload(
+        user=_own(user), access_token=access, refresh_token=refresh.token, expires_at=expires_at
+    )
+
+
+@strawberry.type
+class AuthMutations:
+    @strawberry.mutation(description="Create an account and sign in.")
+    async def sign_up(self, info: strawberry.Info, input: SignUpInput) -> AuthPayload:
+        ctx = context_of(info)
+        try:
+            async with ctx.transaction() as session:
+                user = await accounts.sign_up(session, input.email, input.name, input.password)
+                return await _session_for(ctx, session, user)
+        except Rejected as rejected:
+            return AuthPayload(user_errors=user_errors(rejected))
+
+    @strawberry.mutation(description="Sign in with e-mail and password.")
+    async def log_in(self, info: strawberry.Info, input: LogInInput) -> AuthPayload:
+        ctx = context_of(info)
+        try:
+            async with ctx.transaction() as session:
+                user = await accounts.log_in(session, input.email, input.password)
+                return await _session_for(ctx, session, user)
+        except Rejected as rejected:
+            return AuthPayload(user_errors=user_errors(rejected))
+
+    @strawberry.mutation(
+        description="Exchange a refresh token for a new access token and refresh token. "
+        "Each refresh token works once; reusing an old one ends the session everywhere."
+    )
+    async def refresh_session(self, info: strawberry.Info, input: RefreshSessionInput) -> AuthPayload:
+        ctx = context_of(info)
+        lifetime = timedelta(days=ctx.settings.refresh_token_days)
+        try:
+            async with ctx.transaction() as session:
+                issued = await accounts.rotate_refresh_token(session, input.refresh_token, lifetime)
+                user = await accounts.user_by_id(session, issued.user_id)
+                return await _session_for(ctx, session, user, issued)
+        except Rejected as rejected:
+            return AuthPayload(user_errors=user_errors(rejected))
+
+    @strawberry.mutation(description="End the session that the refresh token belongs to.")
+    async def log_out(self, info: strawberry.Info, input: LogOutInput) -> LogOutPayload:
+        ctx = context_of(info)
+        try:
+            async with ctx.transaction() as session:
+                await accounts.revoke_refresh_token(session, input.refresh_token)
+        except Rejected as rejected:
+            return LogOutPayload(ok=False, user_errors=user_errors(rejected))
+        return LogOutPayload(ok=True)

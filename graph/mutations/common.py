@@ -1,0 +1,42 @@
+"""Shared pieces of mutation payloads."""
+
+from __future__ import annotations
+
+import strawberry
+
+from db.errors import InvalidArgument
+from db.results import Problem, ProblemCode, Rejected
+from graph.ids import db_id_of
+
+UserErrorCode = strawberry.enum(ProblemCode, name="UserErrorCode")
+
+
+@strawberry.type(description="A problem with the input that the user can fix. Never used for server faults.")
+class UserError:
+    field: list[str] | None = strawberry.field(
+        description='Path to the input field, e.g. ["input", "title"].'
+    )
+    message: str
+    code: UserErrorCode
+
+    @classmethod
+    def from_problem(cls, problem: Problem) -> UserError:
+        return cls(
+            field=list(problem.field) if problem.field else None,
+            message=problem.message,
+            code=problem.code,
+        )
+
+
+def user_errors(rejected: Rejected) -> list[UserError]:
+    return [UserError.from_problem(p) for p in rejected.problems]
+
+
+def input_id(value: str, expected: str, *field: str) -> int:
+    """The database id behind an input ID, or a NOT_FOUND user error for a malformed one."""
+    try:
+        return db_id_of(value, expected)
+    except InvalidArgument:
+        raise Rejected(
+            [Problem(f"No {expected} with this ID.", ProblemCode.NOT_FOUND, tuple(field) or None)]
+        ) from None

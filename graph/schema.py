@@ -1,0 +1,60 @@
+"""Assembles the schema: Query, Mutation and the extensions every operation runs through."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
+from strawberry.types import ExecutionResult
+
+from graph.errors import ErrorCode, ErrorCodes
+from graph.mutations.api_keys import ApiKeyMutations
+from graph.mutations.auth import AuthMutations
+from graph.types.query import Query
+
+
+@strawberry.type
+class Mutation(AuthMutations, ApiKeyMutations):
+    pass
+
+
+class AuthGate(SchemaExtension):
+    """Refuses the whole operation when the request carried bad credentials."""
+
+    def on_execute(self) -> Iterator[None]:
+        problem = getattr(self.execution_context.context, "auth_error", None)
+        if problem is not None:
+            self.execution_context.result = ExecutionResult(
+                data=None,
+                errors=[
+                    GraphQLError(str(problem), extensions={"code": ErrorCode.UNAUTHENTICATED.value})
+                ],
+            )
+        yield
+
+
+class TaskgraphSchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        """Faults are logged once, with an error id, by the ErrorCodes extension; errors the
+        client caused are not server problems and are not logged."""
+
+
+def build_schema(*, debug: bool = False) -> strawberry.Schema:
+    return TaskgraphSchema(
+        query=Query,
+        mutation=Mutation,
+        extensions=[
+            AuthGate,
+            lambda: ErrorCodes(debug=debug),
+            # Both caches live at module level, shared by every request of the process.
+            lambda: ParserCache(maxsize=1000),
+            lambda: ValidationCache(maxsize=1000),
+        ],
+    )
+
+
+def export_sdl() -> str:
+    return build_schema().as_str() + "\n"

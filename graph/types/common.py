@@ -1,0 +1,91 @@
+"""Shared GraphQL building blocks: the Node interface, enums, connections."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+import strawberry
+
+from db import models
+from db.pagination import Page, PageArgs
+
+Role = strawberry.enum(models.Role, name="Role")
+TaskStatus = strawberry.enum(models.TaskStatus, name="TaskStatus")
+TaskPriority = strawberry.enum(models.TaskPriority, name="TaskPriority")
+ApiScope = strawberry.enum(
+    models.ApiScope,
+    name="ApiScope",
+    description="What an API key may do.",
+)
+ActivityKind = strawberry.enum(models.ActivityKind, name="ActivityKind")
+
+
+@strawberry.interface(
+    description="An object with a globally unique, opaque ID (Relay Global Object Identification)."
+)
+class Node:
+    id: strawberry.ID
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+T = TypeVar("T")
+
+
+@strawberry.type
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+@strawberry.type
+class Connection(Generic[T]):
+    edges: list[Edge[T]]
+    nodes: list[T]
+    page_info: PageInfo
+    _total: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field(description="Number of items in the whole list, across all pages.")
+    async def total_count(self) -> int:
+        return await self._total()
+
+
+def connection(
+    page: Page, build: Callable[[Any], T], total: Callable[[], Awaitable[int]]
+) -> Connection[T]:
+    nodes = [build(row) for row in page.rows]
+    return Connection(
+        edges=[Edge(cursor=c, node=n) for c, n in zip(page.cursors, nodes, strict=True)],
+        nodes=nodes,
+        page_info=PageInfo(
+            has_next_page=page.has_next,
+            has_previous_page=page.has_previous,
+            start_cursor=page.cursors[0] if page.cursors else None,
+            end_cursor=page.cursors[-1] if page.cursors else None,
+        ),
+        _total=total,
+    )
+
+
+def page_args(
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> PageArgs:
+    return PageArgs(first=first, after=after, last=last, before=before)
+
+
+def ids_of(values: Sequence[str] | None, expected: str, argument: str) -> list[int] | None:
+    from graph.ids import db_id_of
+
+    if values is None:
+        return None
+    return [db_id_of(v, expected, argument=argument) for v in values]

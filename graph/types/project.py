@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import strawberry
+
+from db.models import TaskStatus as DbStatus
+from graph.context import context_of
+from graph.ids import to_global_id
+from graph.types.common import Connection, Node
+from graph.types.task import Task, TaskFilter, TaskOrder, task_connection
+
+if TYPE_CHECKING:
+    from graph.types.workspace import Workspace
+
+# A board lists tasks in their manual order.
+PROJECT_TASK_ORDER = (("POSITION", False),)
+
+
+@strawberry.type(description="Number of tasks in a project by status.")
+class TaskCounts:
+    backlog: int
+    todo: int
+    in_progress: int
+    in_review: int
+    done: int
+    canceled: int
+    total: int
+
+
+@strawberry.type
+class Project(Node):
+    key: str = strawberry.field(
+        description='Short uppercase key that prefixes task keys, unique in its workspace, e.g. "ENG".'
+    )
+    name: str
+    description: str
+    archived_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    db_id: strawberry.Private[int]
+    workspace_id: strawberry.Private[int]
+
+    @classmethod
+    def from_row(cls, row: Any) -> Project:
+        return cls(
+            id=strawberry.ID(to_global_id("Project", row.id)),
+            db_id=row.id,
+            workspace_id=row.workspace_id,
+            key=row.key,
+            name=row.name,
+            description=row.description,
+            archived_at=row.archived_at,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    @strawberry.field
+    async def workspace(
+        self, info: strawberry.Info
+    ) -> Annotated[Workspace, strawberry.lazy("graph.types.workspace")]:
+        from graph.types.workspace import Workspace
+
+        return Workspace.from_row(await context_of(info).loaders.workspace.load(self.workspace_id))
+
+    @strawberry.field(description="The project's tasks; by default in board order (position).")
+    async def tasks(
+        self,
+        info: strawberry.Info,
+        filter: TaskFilter | None = None,
+        order_by: list[TaskOrder] | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Task]:
+        return await task_connection(
+            info, "project", self.db_id, filter, order_by, PROJECT_TASK_ORDER, first, after, last, before
+        )
+
+    @strawberry.field
+    async def task_counts(self, info: strawberry.Info) -> TaskCounts:
+        counts = await context_of(info).loaders.task_counts_of_project.load(self.db_id)
+        return TaskCounts(
+            backlog=counts[DbStatus.BACKLOG],
+            todo=counts[DbStatus.TODO],
+            in_progress=counts[DbStatus.IN_PROGRESS],
+            in_review=counts[DbStatus.IN_REVIEW],
+            done=counts[DbStatus.DONE],
+            canceled=counts[DbStatus.CANCELED],
+            total=sum(counts.values()),
+        )

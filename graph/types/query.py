@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import strawberry
+
+from db import workspaces as workspace_db
+from db.errors import InvalidArgument
+from graph.context import Context, context_of
+from graph.ids import from_global_id
+from graph.types.activity import Activity
+from graph.types.api_key import ApiKey
+from graph.types.comment import Comment
+from graph.types.common import Connection, Node, connection, page_args
+from graph.types.label import Label
+from graph.types.project import Project
+from graph.types.task import Task
+from graph.types.user import User
+from graph.types.workspace import Workspace
+
+MAX_NODES = 100
+
+_NODE_TYPES: dict[str, tuple[str, Any]] = {
+    "User": ("user", User),
+    "Workspace": ("workspace", Workspace),
+    "Project": ("project", Project),
+    "Task": ("task", Task),
+    "Label": ("label", Label),
+    "Comment": ("comment", Comment),
+    "Activity": ("activity", Activity),
+    "ApiKey": ("api_key", ApiKey),
+}
+
+
+async def _resolve_node(ctx: Context, global_id: str) -> Node | None:
+    type_name, db_id = from_global_id(global_id)
+    loader_name, node_type = _NODE_TYPES[type_name]
+    row = await getattr(ctx.loaders, loader_name).load(db_id)
+    if row is None or (type_name == "User" and not row.visible):
+        return None
+    return node_type.from_row(row)  # type: ignore[no-any-return]
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Any object by its global ID; null when it does not exist for the viewer.")
+    async def node(self, info: strawberry.Info, id: strawberry.ID) -> Node | None:
+        return await _resolve_node(context_of(info), id)
+
+    @strawberry.field(description=f"Objects by global ID, in the same order (at most {MAX_NODES}).")
+    async def nodes(self, info: strawberry.Info, ids: list[strawberry.ID]) -> list[Node | None]:
+        if len(ids) > MAX_NODES:
+            raise InvalidArgument(f"nodes takes at most {MAX_NODES} IDs; got {len(ids)}.")
+        ctx = context_of(info)
+
+
+        return list(await asyncio.gather(*(_resolve_node(ctx, i) for i in ids)))
+
+    @strawberry.field(description="The signed-in user; null for anonymous requests and API keys.")
+    async def me(self, info: strawberry.Info) -> User | None:
+        ctx = context_of(info)
+        if ctx.principal.user_id is None:
+            return None
+        row = await ctx.loaders.user.load(ctx.principal.user_id)
+        return User.from_row(row) if row is not None else None
+
+    @strawberry.field(
+        description="Workspaces the viewer can read (for an API key: its own workspace), by slug."
+    )
+    async def workspaces(
+        self, info: strawberry.Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Workspace]:
+        ctx = context_of(info)
+        page = await ctx.db(workspace_db.workspace_page, ctx.principal, page_args(first, after))
+        for row in page.rows:
+            ctx.loaders.workspace.prime(row.id, row)
+
+        async def total() -> int:
+            return len(ctx.principal.readable_workspace_ids)
+
+        return connection(page, Workspace.from_row, total)
+
+    @strawberry.field
+    async def workspace(self, info: strawberry.Info, slug: str) -> Workspace | None:
+        ctx = context_of(info)
+        row = await ctx.db(workspace_db.workspace_by_slug, ctx.principal, slug)
+        if row is None:
+            return None
+        ctx.loaders.workspace.prime(row.id, row)
+        return Workspace.from_row(row)

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import strawberry
+
+from db.errors import Forbidden
+from db.models import Role as DbRole
+from graph.context import context_of
+from graph.ids import to_global_id
+from graph.types.api_key import ApiKey
+from graph.types.common import Connection, Node, Role, connection, page_args
+from graph.types.label import Label
+from graph.types.project import Project
+from graph.types.task import Task, TaskFilter, TaskOrder, task_connection
+from graph.types.user import User
+
+# Workspace-wide lists show the newest tasks first.
+WORKSPACE_TASK_ORDER = (("CREATED_AT", True),)
+
+
+@strawberry.type
+class Membership:
+    role: Role
+    joined_at: datetime
+    user_id: strawberry.Private[int]
+
+    @classmethod
+    def from_row(cls, row: Any) -> Membership:
+        return cls(role=DbRole(row.role), joined_at=row.created_at, user_id=row.user_id)
+
+    @strawberry.field
+    async def user(self, info: strawberry.Info) -> User:
+        return User.from_row(await context_of(info).loaders.user.load(self.user_id))
+
+
+@strawberry.type
+class Workspace(Node):
+    slug: str
+    name: str
+    created_at: datetime
+    db_id: strawberry.Private[int]
+
+    @classmethod
+    def from_row(cls, row: Any) -> Workspace:
+        return cls(
+            id=strawberry.ID(to_global_id("Workspace", row.id)),
+            db_id=row.id,
+            slug=row.slug,
+            name=row.name,
+            created_at=row.created_at,
+        )
+
+    @strawberry.field(description="The viewer's role here; null when the viewer is an API key.")
+    def viewer_role(self, info: strawberry.Info) -> Role | None:
+        return context_of(info).principal.role_in(self.db_id)
+
+    @strawberry.field(description="Members, in the order they joined.")
+    async def members(
+        self, info: strawberry.Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Membership]:
+        ctx = context_of(info)
+        page = await ctx.loaders.member_pages(page_args(first, after)).load(self.db_id)
+        return connection(page, Membership.from_row, lambda: ctx.loaders.member_count.load(self.db_id))
+
+    @strawberry.field(description="Projects ordered by key; archived ones only when asked for.")
+    async def projects(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        include_archived: bool | None = False,
+    ) -> Connection[Project]:
+        ctx = context_of(info)
+        include_archived = bool(include_archived)
+        page = await ctx.loaders.project_pages(include_archived, page_args(first, after)).load(
+            self.db_id
+        )
+        return connection(
+            page,
+            Project.from_row,
+            lambda: ctx.loaders.project_counts(include_archived).load(self.db_id),
+        )
+
+    @strawberry.field
+    async def project(self, info: strawberry.Info, key: str) -> Project | None:
+        row = await context_of(info).loaders.project_by_key.load((self.db_id, key.strip().upper()))
+        return Project.from_row(row) if row is not None else None
+
+    @strawberry.field(description="Labels ordered by name.")
+    async def labels(self, info: strawberry.Info) -> list[Label]:
+        rows = await context_of(info).loaders.labels_of_workspace.load(self.db_id)
+        return [Label.from_row(row) for row in rows]
+
+    @strawberry.field(description="Tasks of every project; by default newest first.")
+    async def tasks(
+        self,
+        info: strawberry.Info,
+        filter: TaskFilter | None = None,
+        order_by: list[TaskOrder] | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Task]:
+        return await task_connection(
+            info, "workspace", self.db_id, filter, order_by, WORKSPACE_TASK_ORDER, first, after, last, before
+        )
+
+    @strawberry.field(description='A task by its human key, e.g. "ENG-42".')
+    async def task(self, info: strawberry.Info, key: str) -> Task | None:
+        row = await context_of(info).loaders.task_by_key.load((self.db_id, key))
+        return Task.from_row(row) if row is not None else None
+
+    @strawberry.field(description="The workspace's API keys; for workspace admins only.")
+    async def api_keys(self, info: strawberry.Info) -> list[ApiKey]:
+        ctx = context_of(info)
+        if not ctx.principal.can_manage(self.db_id):
+            raise Forbidden("Only workspace admins can list API keys.")
+        rows = await ctx.loaders.api_keys_of_workspace.load(self.db_id)
+        return [ApiKey.from_row(row) for row in rows]

@@ -1,0 +1,150 @@
+"""Database fixtures: a real PostgreSQL, migrated once per session.
+
+By default an embedded PostgreSQL is started in a temporary folder; set TEST_DATABASE_URL to
+use another server (a database of that name is created, migrated and dropped again; tests
+need permission to create databases).
+
+Isolation: each test gets a connection with an open transaction that is rolled back at the
+end; the session under test joins it through savepoints, so code that commits still leaves
+no trace. Tests that need real commits and concurrent connections use `committed_db`, a
+fresh database cloned from the migrated template, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from db.engine import make_engine
+from db.migrations import upgrade
+
+TEMPLATE = "taskgraph_test_template"
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    """URL of a maintenance database on the test server (asyncpg dialect)."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        if url.startswith(("postgres://", "postgresql://")):
+            url = "postgresql+asyncpg://" + url.split("://", 1)[1]
+        yield url
+        return
+    from db.embedded import start
+
+    with tempfile.TemporaryDirectory(prefix="taskgraph-test-") as folder:
+        yield start(Path(folder) / "pg", delete=True).replace("/taskgraph?", "/postgres?")
+
+
+def _database(url: str, name: str) -> str:
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+async def _admin(server_url: str, *statements: str) -> None:
+    engine = create_async_engine(server_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        for statement in statements:
+            await conn.execute(text(statement))
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def template_url(server_url: str) -> AsyncIterator[str]:
+    """A database migrated to head once per session; cloned by tests that need commits."""
+    name = f"{TEMPLATE}_{uuid.uuid4().hex[:8]}"
+    await _admin(server_url, f'CREATE DATABASE "{name}"')
+    url = _database(server_url, name)
+    engine = create_async_engine(url, poolclass=NullPool)
+    await upgrade(engine)
+    await engine.dispose()
+    yield url
+    await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+async def engine(template_url: str) -> AsyncIterator[AsyncEngine]:
+    """The engine of the rollback-isolated tests (they run on the template itself)."""
+    eng = make_engine(template_url)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture
+async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    async with engine.connect() as conn:
+        outer = await conn.begin()
+        yield conn
+        await outer.rollback()
+
+
+@pytest.fixture
+async def session(connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
+    """A session inside the test's transaction; its commits become savepoint releases."""
+    async with AsyncSession(
+        bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+    ) as sess:
+        yield sess
+
+
+async def fresh_database(server_url: str, template_url: str) -> tuple[str, str]:
+    name = f"taskgraph_test_{uuid.uuid4().hex[:12]}"
+    template = make_url(template_url).database
+    await _admin(server_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return name, _database(server_url, name)
+
+
+@pytest.fixture
+async def committed_db(server_url: str, template_url: str) -> AsyncIterator[str]:
+    """URL of a pristine migrated database where commits are real; dropped afterwards."""
+    name, url = await fresh_database(server_url, template_url)
+    yield url
+    await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def empty_engine(committed_db: str) -> AsyncIterator[AsyncEngine]:
+    eng = make_engine(committed_db)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture
+async def empty_database(server_url: str) -> AsyncIterator[str]:
+    """URL of a database with no tables at all (for migration tests)."""
+    name = f"taskgraph_empty_{uuid.uuid4().hex[:12]}"
+    await _admin(server_url, f'CREATE DATABASE "{name}"')
+    yield _database(server_url, name)
+    await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class StatementCounter:
+    """Counts SQL statements sent on an engine (SQLAlchemy `before_cursor_execute`)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.statements: list[str] = []
+
+    def _record(self, *args: Any) -> None:
+        self.statements.append(args[2])
+
+    def __enter__(self) -> StatementCounter:
+        self.statements.clear()
+        event.listen(self.engine.sync_engine, "before_cursor_execute", self._record)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(self.engine.sync_engine, "before_cursor_execute", self._record)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)

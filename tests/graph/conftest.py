@@ -1,0 +1,71 @@
+"""API fixtures: the real ASGI app over httpx, inside the test's rolled-back transaction."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from graph.app import create_app
+from graph.auth import issue_access_token
+from graph.settings import Settings
+
+SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(database_url="postgresql+asyncpg://unused/test", secret_key=SECRET)
+
+
+class Api:
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def post(
+        self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None
+    ) -> httpx.Response:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        return await self.client.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
+
+    async def __call__(
+        self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None
+    ) -> dict[str, Any]:
+        response = await self.post(query, variables, token=token)
+        assert response.status_code in (200, 400), response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    async def data(
+        self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None
+    ) -> dict[str, Any]:
+        body = await self(query, variables, token=token)
+        assert "errors" not in body, body["errors"]
+        return body["data"]  # type: ignore[no-any-return]
+
+
+def token_for(user_id: int) -> str:
+    return issue_access_token(SECRET, user_id, timedelta(minutes=15))[0]
+
+
+async def _api(settings: Settings, engine: AsyncEngine, connection: AsyncConnection) -> AsyncIterator[Api]:
+    def sessions() -> AsyncSession:
+        return AsyncSession(
+            bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+        )
+
+    app = create_app(settings, engine=engine, session_factory=sessions)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield Api(client)
+
+
+@pytest.fixture
+async def api(settings: Settings, engine: AsyncEngine, connection: AsyncConnection) -> AsyncIterator[Api]:
+    async for value in _api(settings, engine, connection):
+        yield value
