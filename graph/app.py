@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from strawberry.fastapi import GraphQLRouter
@@ -80,7 +80,7 @@ def create_app(
     app = FastAPI(
         title="Taskgraph",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
+        default_response_class=JSONResponse,
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
@@ -109,14 +109,14 @@ def create_app(
         return {"status": "ok"}
 
     @app.get("/readyz", include_in_schema=False)
-    async def readyz() -> ORJSONResponse:
+    async def readyz() -> JSONResponse:
         try:
             async with engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         except Exception:
             logger.exception("Readiness check failed")
-            return ORJSONResponse({"status": "unavailable"}, status_code=503)
-        return ORJSONResponse({"status": "ok"})
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        return JSONResponse({"status": "ok"})
 
     return app
 

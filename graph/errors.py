@@ -10,11 +10,9 @@ from __future__ import annotations
 import enum
 import logging
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension
+from graphql import GraphQLError, GraphQLSyntaxError
 
 from db.errors import Forbidden, InvalidArgument, NotFound, Unauthenticated
 
@@ -62,13 +60,13 @@ def _with_code(error: GraphQLError, code: ErrorCode, message: str | None = None,
     )
 
 
-def classify(error: GraphQLError, *, parsed: bool, debug: bool) -> GraphQLError:
+def classify(error: GraphQLError, *, debug: bool) -> GraphQLError:
     if error.extensions and "code" in error.extensions:
         return error
     original = error.original_error
+    if isinstance(error, GraphQLSyntaxError) or isinstance(original, GraphQLSyntaxError):
+        return _with_code(error, ErrorCode.GRAPHQL_PARSE_FAILED)
     if original is None:
-        if not parsed:
-            return _with_code(error, ErrorCode.GRAPHQL_PARSE_FAILED)
         if error.path is None and error.message.startswith("Variable '$"):
             return _with_code(error, ErrorCode.BAD_USER_INPUT)
         if error.path is None:
@@ -91,17 +89,5 @@ def classify(error: GraphQLError, *, parsed: bool, debug: bool) -> GraphQLError:
     return _with_code(error, ErrorCode.INTERNAL_SERVER_ERROR, "Internal server error", errorId=error_id)
 
 
-class ErrorCodes(SchemaExtension):
-    """Gives every error a code and masks faults; the one place errors are shaped."""
-
-    def __init__(self, *, debug: bool = False) -> None:
-        self.debug = debug
-
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        errors = getattr(result, "errors", None)
-        if not errors:
-            return
-        parsed = self.execution_context.graphql_document is not None
-        result.errors = [classify(e, parsed=parsed, debug=self.debug) for e in errors]  # type: ignore[union-attr]
+def classify_all(errors: list[GraphQLError], *, debug: bool) -> list[GraphQLError]:
+    return [classify(error, debug=debug) for error in errors]

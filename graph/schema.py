@@ -10,7 +10,7 @@ from graphql import GraphQLError
 from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
 from strawberry.types import ExecutionResult
 
-from graph.errors import ErrorCode, ErrorCodes
+from graph.errors import ErrorCode, classify_all
 from graph.mutations.api_keys import ApiKeyMutations
 from graph.mutations.auth import AuthMutations
 from graph.types.query import Query
@@ -37,6 +37,20 @@ class AuthGate(SchemaExtension):
 
 
 class TaskgraphSchema(strawberry.Schema):
+    """Every error leaves with a code; faults are masked (see graph/errors.py). Done on the
+    final result so that parse errors, which Strawberry reports outside the extension hooks,
+    are covered too."""
+
+    def __init__(self, *args: Any, debug: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.debug = debug
+
+    async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:  # type: ignore[override]
+        result = await super().execute(*args, **kwargs)
+        if result.errors:
+            result.errors = classify_all(result.errors, debug=self.debug)
+        return result
+
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         """Faults are logged once, with an error id, by the ErrorCodes extension; errors the
         client caused are not server problems and are not logged."""
@@ -48,11 +62,11 @@ def build_schema(*, debug: bool = False) -> strawberry.Schema:
         mutation=Mutation,
         extensions=[
             AuthGate,
-            lambda: ErrorCodes(debug=debug),
             # Both caches live at module level, shared by every request of the process.
             lambda: ParserCache(maxsize=1000),
             lambda: ValidationCache(maxsize=1000),
         ],
+        debug=debug,
     )
 
 

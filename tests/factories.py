@@ -95,7 +95,8 @@ async def task(
         ).scalar_one() - 1
     values.setdefault("title", f"Task {number}")
     values.setdefault("position", number * 1024.0)
-    values.setdefault("created_at", BASE_TIME + timedelta(minutes=number))
+    # Creation order is insertion order, across projects too.
+    values.setdefault("created_at", BASE_TIME + timedelta(minutes=next(_seq)))
     values.setdefault("updated_at", values["created_at"])
     stmt = (
         insert(Task)

@@ -85,8 +85,12 @@ class Workspace(Node):
 
     @strawberry.field
     async def project(self, info: strawberry.Info, key: str) -> Project | None:
-        row = await context_of(info).loaders.project_by_key.load((self.db_id, key.strip().upper()))
-        return Project.from_row(row) if row is not None else None
+        loaders = context_of(info).loaders
+        row = await loaders.project_by_key.load((self.db_id, key.strip().upper()))
+        if row is None:
+            return None
+        loaders.project.prime(row.id, row)
+        return Project.from_row(row)
 
     @strawberry.field(description="Labels ordered by name.")
     async def labels(self, info: strawberry.Info) -> list[Label]:

@@ -1,0 +1,77 @@
+"""SQL statements per nested query must not grow with the page size."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from db.models import Role
+from tests import factories
+from tests.conftest import StatementCounter
+from tests.graph.conftest import Api, token_for
+
+BOARD = """
+query Board($slug: String!, $first: Int!) {
+  workspace(slug: $slug) {
+    project(key: "ENG") {
+      tasks(first: $first) {
+        totalCount
+        pageInfo { hasNextPage endCursor }
+        nodes {
+          id key title status priority position
+          project { key name }
+          assignee { name email }
+          creator { name }
+          labels { name color }
+          commentCount
+          comments(first: 3) { nodes { body author { name } } pageInfo { hasNextPage } }
+        }
+      }
+    }
+  }
+}
+"""
+
+# 1 user and memberships (authentication), 1 workspace by slug, 1 project by key,
+# 1 task page, 1 task count, 1 assignees+creators, 1 labels, 1 comment counts,
+# 1 first-3-comments (window function), 1 comment authors.
+BOARD_STATEMENTS = 10
+
+
+async def _board(session: AsyncSession, tasks: int) -> tuple[str, int]:
+    owner = await factories.user(session, "owner")
+    assignees = [await factories.user(session, f"assignee{i}") for i in range(3)]
+    commenters = [await factories.user(session, f"commenter{i}") for i in range(2)]
+    ws = await factories.workspace(session)
+    for u in [owner, *assignees, *commenters]:
+        await factories.member(session, ws.id, u.id, Role.MEMBER if u is not owner else Role.OWNER)
+    project = await factories.project(session, ws.id, "ENG")
+    labels = [await factories.label(session, ws.id, name) for name in ("bug", "ui", "api")]
+    for n in range(tasks):
+        t = await factories.task(session, project, owner.id, assignee_id=assignees[n % 3].id)
+        await factories.tag(session, t.id, labels[n % 3].id, labels[(n + 1) % 3].id)
+        for c in range(4):
+            await factories.comment(session, t.id, commenters[c % 2].id, f"comment {c}", minute=c)
+    await session.commit()
+    return ws.slug, owner.id
+
+
+@pytest.mark.parametrize("tasks", [5, 100])
+async def test_board_statement_count_is_constant(
+    api: Api, session: AsyncSession, engine: AsyncEngine, tasks: int
+) -> None:
+    slug, owner_id = await _board(session, tasks)
+    with StatementCounter(engine) as counter:
+        data = await api.data(BOARD, {"slug": slug, "first": tasks}, token=token_for(owner_id))
+    page = data["workspace"]["project"]["tasks"]
+    assert page["totalCount"] == tasks
+    assert len(page["nodes"]) == tasks
+    first = page["nodes"][0]
+    assert first["key"] == "ENG-1"
+    assert first["commentCount"] == 4
+    assert [c["body"] for c in first["comments"]["nodes"]] == ["comment 0", "comment 1", "comment 2"]
+    assert first["comments"]["pageInfo"]["hasNextPage"] is True
+    assert first["comments"]["nodes"][1]["author"]["name"] == "commenter1"
+    assert first["labels"] == [{"name": "bug", "color": "#d73a4a"}, {"name": "ui", "color": "#d73a4a"}]
+    assert first["project"]["key"] == "ENG"
+    assert counter.count == BOARD_STATEMENTS, "\n".join(counter.statements)
