@@ -27,6 +27,8 @@ class Principal:
     # For a user: its role in every workspace it belongs to. For an API key: empty.
     roles: Mapping[int, Role] = field(default_factory=lambda: MappingProxyType({}))
     api_key_workspace_id: int | None = None
+    # The user who created the API key: comments written through a key carry this author.
+    api_key_creator_id: int | None = None
     scopes: frozenset[ApiScope] = frozenset()
 
     @property
@@ -36,6 +38,11 @@ class Principal:
     @property
     def is_api_key(self) -> bool:
         return self.api_key_id is not None
+
+    @property
+    def acting_user_id(self) -> int | None:
+        """The user an action is attributed to: the user, or the creator of the API key."""
+        return self.user_id if self.user_id is not None else self.api_key_creator_id
 
     @property
     def readable_workspace_ids(self) -> list[int]:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.access import Principal
 from db.lists import counts_by_parent, pages_by_parent
-from db.models import Activity
+from db.models import Activity, ActivityKind
 from db.pagination import Page, PageArgs, SortKey
 from db.sql import any_id
 
@@ -40,3 +41,47 @@ async def activities_by_ids(
         any_id(A.c.id, ids), any_id(A.c.workspace_id, principal.readable_workspace_ids)
     )
     return {row.id: row for row in (await session.execute(stmt)).all()}
+
+
+def change(field: str, before: object, after: object) -> dict[str, str | None]:
+    """One entry of `activities.changes`; values are kept as strings (or null)."""
+    return {"field": field, "from": _text(before), "to": _text(after)}
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()  # type: ignore[no-any-return]
+    if isinstance(value, enum.Enum):
+        return str(value.name)
+    return str(value)
+
+
+async def record(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    workspace_id: int,
+    project_id: int,
+    task_id: int,
+    task_key: str,
+    kind: ActivityKind,
+    changes: Sequence[dict[str, str | None]] = (),
+) -> None:
+    """Write the history entry of a task change, in the caller's transaction.
+
+    This is the one place every task change passes through; live updates will hook in here.
+    """
+    await session.execute(
+        insert(A).values(
+            workspace_id=workspace_id,
+            project_id=project_id,
+            task_id=task_id,
+            task_key=task_key,
+            kind=kind.value,
+            actor_user_id=principal.user_id,
+            actor_api_key_id=principal.api_key_id,
+            changes=list(changes),
+        )
+    )

@@ -135,6 +135,7 @@ async def authenticate(session: AsyncSession, secret: str) -> Principal:
     return Principal(
         api_key_id=row.id,
         api_key_workspace_id=row.workspace_id,
+        api_key_creator_id=row.created_by_id,
         scopes=frozenset(ApiScope(s) for s in row.scopes),
     )
 

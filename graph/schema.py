@@ -13,11 +13,24 @@ from strawberry.types import ExecutionResult
 from graph.errors import ErrorCode, classify_all
 from graph.mutations.api_keys import ApiKeyMutations
 from graph.mutations.auth import AuthMutations
+from graph.mutations.comments import CommentMutations
+from graph.mutations.labels import LabelMutations
+from graph.mutations.projects import ProjectMutations
+from graph.mutations.tasks import TaskMutations
+from graph.mutations.workspaces import WorkspaceMutations
 from graph.types.query import Query
 
 
 @strawberry.type
-class Mutation(AuthMutations, ApiKeyMutations):
+class Mutation(
+    AuthMutations,
+    WorkspaceMutations,
+    ProjectMutations,
+    TaskMutations,
+    LabelMutations,
+    CommentMutations,
+    ApiKeyMutations,
+):
     pass
 
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.access import Principal
 
 from db.errors import InvalidArgument
 from db.results import Problem, ProblemCode, Rejected
+from graph.context import context_of
 from graph.ids import db_id_of
 
 UserErrorCode = strawberry.enum(ProblemCode, name="UserErrorCode")
@@ -40,3 +47,22 @@ def input_id(value: str, expected: str, *field: str) -> int:
         raise Rejected(
             [Problem(f"No {expected} with this ID.", ProblemCode.NOT_FOUND, tuple(field) or None)]
         ) from None
+
+
+T = TypeVar("T")
+
+
+async def perform(
+    info: strawberry.Info, work: Callable[[AsyncSession, Principal], Awaitable[T]]
+) -> tuple[T | None, list[UserError]]:
+    """Run one mutation field as one transaction.
+
+    Returns the command's result, or the user errors it was refused with (nothing written).
+    Any other exception rolls the transaction back and reaches the client masked.
+    """
+    ctx = context_of(info)
+    try:
+        async with ctx.transaction() as session:
+            return await work(session, ctx.principal), []
+    except Rejected as rejected:
+        return None, user_errors(rejected)

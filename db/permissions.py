@@ -1,0 +1,57 @@
+"""Authorisation checks of the commands, phrased as user errors.
+
+A workspace the principal cannot read does not exist for it (NOT_FOUND); one it can read
+but may not change gives FORBIDDEN.
+"""
+
+from __future__ import annotations
+
+from db.access import Principal
+from db.models import Role
+from db.results import Problem, ProblemCode, Rejected
+
+
+def _refuse(code: ProblemCode, message: str, field: tuple[str, ...] | None) -> Rejected:
+    return Rejected([Problem(message, code, field)])
+
+
+def require_readable(
+    principal: Principal, workspace_id: int, what: str, field: tuple[str, ...] | None
+) -> None:
+    if not principal.can_read(workspace_id):
+        raise _refuse(ProblemCode.NOT_FOUND, f"{what} not found.", field)
+
+
+def require_task_editor(
+    principal: Principal, workspace_id: int, what: str, field: tuple[str, ...] | None
+) -> None:
+    """Tasks, task labels and comments: MEMBER and above, or a WRITE API key."""
+    require_readable(principal, workspace_id, what, field)
+    if not principal.can_edit_tasks(workspace_id):
+        raise _refuse(
+            ProblemCode.FORBIDDEN, "You may read this workspace but not change tasks in it.", field
+        )
+
+
+def require_admin(
+    principal: Principal, workspace_id: int, what: str, field: tuple[str, ...] | None
+) -> None:
+    """Projects, labels, members below OWNER, API keys: ADMIN and above (users only)."""
+    require_readable(principal, workspace_id, what, field)
+    if not principal.can_manage(workspace_id):
+        raise _refuse(ProblemCode.FORBIDDEN, "Only workspace admins may do this.", field)
+
+
+def require_owner(
+    principal: Principal, workspace_id: int, what: str, field: tuple[str, ...] | None
+) -> None:
+    require_readable(principal, workspace_id, what, field)
+    if not principal.has_role(workspace_id, Role.OWNER):
+        raise _refuse(ProblemCode.FORBIDDEN, "Only workspace owners may do this.", field)
+
+
+def require_user(principal: Principal, field: tuple[str, ...] | None = None) -> int:
+    """Commands only a signed-in user can run (API keys act for a workspace, not a person)."""
+    if principal.user_id is None:
+        raise _refuse(ProblemCode.FORBIDDEN, "Sign in as a user to do this.", field)
+    return principal.user_id

@@ -1,0 +1,53 @@
+"""Input rules shared by the commands. Each check returns problems instead of raising, so
+that one response can report every problem of an input at once."""
+
+from __future__ import annotations
+
+import re
+
+from db.results import Problem, ProblemCode
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,38}$")
+PROJECT_KEY = re.compile(r"^[A-Z][A-Z0-9]{1,9}$")
+HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+def length(
+    value: str, field: tuple[str, ...], *, minimum: int, maximum: int, label: str, strip: bool = True
+) -> list[Problem]:
+    """Length in characters; with `strip`, whitespace alone does not count."""
+    n = len(value.strip()) if strip else len(value)
+    if n < minimum:
+        what = "must not be blank" if minimum == 1 else f"must be at least {minimum} characters"
+        return [Problem(f"{label} {what}.", ProblemCode.INVALID, field)]
+    if len(value) > maximum:
+        return [Problem(f"{label} must be at most {maximum} characters.", ProblemCode.INVALID, field)]
+    return []
+
+
+def pattern(
+    value: str, regex: re.Pattern[str], field: tuple[str, ...], message: str
+) -> list[Problem]:
+    return [] if regex.match(value) else [Problem(message, ProblemCode.INVALID, field)]
+
+
+def slug(value: str, field: tuple[str, ...]) -> list[Problem]:
+    return pattern(
+        value,
+        SLUG,
+        field,
+        "Slug must be 2-39 lowercase letters, digits or hyphens, starting with a letter or digit.",
+    )
+
+
+def project_key(value: str, field: tuple[str, ...]) -> list[Problem]:
+    return pattern(
+        value,
+        PROJECT_KEY,
+        field,
+        "Key must be 2-10 uppercase letters or digits, starting with a letter.",
+    )
+
+
+def color(value: str, field: tuple[str, ...]) -> list[Problem]:
+    return pattern(value, HEX_COLOR, field, 'Colour must be a hex colour such as "#d73a4a".')
