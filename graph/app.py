@@ -70,7 +70,10 @@ def create_app(
                 principal, auth_error = ANONYMOUS, exc
             context = Context(session, principal, settings)
             context.auth_error = auth_error
-            yield context
+            try:
+                yield context
+            finally:
+                await context.settle()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

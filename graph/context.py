@@ -36,6 +36,7 @@ class Context(BaseContext):
         self.principal = principal
         self.settings = settings
         self.lock = asyncio.Lock()
+        self._pending: set[asyncio.Future[Any]] = set()
         # Set when the request carried bad credentials; the AuthGate extension refuses it.
         self.auth_error: Exception | None = None
         self.loaders: Loaders = Loaders(self)
@@ -46,9 +47,30 @@ class Context(BaseContext):
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> R:
-        """Run a `db` function with the request's session, one caller at a time."""
+        """Run a `db` function with the request's session, one caller at a time.
+
+        graphql-core cancels sibling fields when a non-null field fails. A statement cut off
+        mid-flight would break the connection, so the call runs shielded to its end; `settle`
+        waits for such orphans before the session is closed.
+        """
+        task = asyncio.ensure_future(self._locked(fn, *args, **kwargs))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        return await asyncio.shield(task)
+
+    async def _locked(
+        self,
+        fn: Callable[Concatenate[AsyncSession, P], Awaitable[R]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
         async with self.lock:
             return await fn(self.session, *args, **kwargs)
+
+    async def settle(self) -> None:
+        """Wait for database calls whose callers were cancelled (see `db`)."""
+        while self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
             raise ValueError("must be a PostgreSQL URL, e.g. postgresql://user@host:5432/taskgraph")
         return value
 
+    @field_validator("secret_key", mode="before")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

@@ -33,8 +33,7 @@ _NODE_TYPES: dict[str, tuple[str, Any]] = {
 }
 
 
-async def _resolve_node(ctx: Context, global_id: str) -> Node | None:
-    type_name, db_id = from_global_id(global_id)
+async def _resolve_node(ctx: Context, type_name: str, db_id: int) -> Node | None:
     loader_name, node_type = _NODE_TYPES[type_name]
     row = await getattr(ctx.loaders, loader_name).load(db_id)
     if row is None or (type_name == "User" and not row.visible):
@@ -46,16 +45,16 @@ async def _resolve_node(ctx: Context, global_id: str) -> Node | None:
 class Query:
     @strawberry.field(description="Any object by its global ID; null when it does not exist for the viewer.")
     async def node(self, info: strawberry.Info, id: strawberry.ID) -> Node | None:
-        return await _resolve_node(context_of(info), id)
+        return await _resolve_node(context_of(info), *from_global_id(id))
 
     @strawberry.field(description=f"Objects by global ID, in the same order (at most {MAX_NODES}).")
     async def nodes(self, info: strawberry.Info, ids: list[strawberry.ID]) -> list[Node | None]:
         if len(ids) > MAX_NODES:
             raise InvalidArgument(f"nodes takes at most {MAX_NODES} IDs; got {len(ids)}.")
         ctx = context_of(info)
-
-
-        return list(await asyncio.gather(*(_resolve_node(ctx, i) for i in ids)))
+        # Every ID is checked before any lookup starts, so a bad one fails the field at once.
+        keys = [from_global_id(i) for i in ids]
+        return list(await asyncio.gather(*(_resolve_node(ctx, *key) for key in keys)))
 
     @strawberry.field(description="The signed-in user; null for anonymous requests and API keys.")
     async def me(self, info: strawberry.Info) -> User | None:
