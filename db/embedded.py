@@ -35,7 +35,11 @@ def start(pgdata: Path, *, keep_running: bool = False, delete: bool = False) -> 
 
 
 def _ensure_database(server: object, name: str) -> None:
-    out = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}';")  # type: ignore[attr-defined]
+    # psql takes SQL text only; the name is ours, and checked to be a plain identifier.
+    if not name.isidentifier():
+        raise ValueError(f"unexpected database name {name!r}")
+    query = f"SELECT 1 FROM pg_database WHERE datname = '{name}';"  # noqa: S608
+    out = server.psql(query)  # type: ignore[attr-defined]
     if "(1 row)" not in out:
         server.psql(f'CREATE DATABASE "{name}";')  # type: ignore[attr-defined]
 

@@ -204,7 +204,12 @@ class Label(Base):
     __tablename__ = "labels"
     __table_args__ = (
         # Label names are unique per workspace regardless of case.
-        Index("uq_labels_workspace_id_name_lower", "workspace_id", func.lower(text("name")), unique=True),
+        Index(
+            "uq_labels_workspace_id_name_lower",
+            "workspace_id",
+            func.lower(text("name")),
+            unique=True,
+        ),
         CheckConstraint("color ~ '^#[0-9a-fA-F]{6}$'", name="color_hex"),
     )
 

@@ -13,7 +13,13 @@ HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
 def length(
-    value: str, field: tuple[str, ...], *, minimum: int, maximum: int, label: str, strip: bool = True
+    value: str,
+    field: tuple[str, ...],
+    *,
+    minimum: int,
+    maximum: int,
+    label: str,
+    strip: bool = True,
 ) -> list[Problem]:
     """Length in characters; with `strip`, whitespace alone does not count."""
     n = len(value.strip()) if strip else len(value)
@@ -21,7 +27,9 @@ def length(
         what = "must not be blank" if minimum == 1 else f"must be at least {minimum} characters"
         return [Problem(f"{label} {what}.", ProblemCode.INVALID, field)]
     if len(value) > maximum:
-        return [Problem(f"{label} must be at most {maximum} characters.", ProblemCode.INVALID, field)]
+        return [
+            Problem(f"{label} must be at most {maximum} characters.", ProblemCode.INVALID, field)
+        ]
     return []
 
 

@@ -1,21 +1,30 @@
-"""Workspaces and memberships: reads."""
+"""Workspaces and memberships: reads and commands (create, rename, add/change/remove members)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db import activities, validation
 from db.access import Principal
+from db.accounts import check_email, normalise_email
+from db.activities import change
 from db.lists import counts_by_parent, pages_by_parent
-from db.models import Membership, Workspace
+from db.models import ActivityKind, Membership, Project, Role, Task, User, Workspace
 from db.pagination import Page, PageArgs, SortKey, count, fetch_page
+from db.permissions import require_admin, require_readable, require_user
+from db.results import Problem, ProblemCode, Rejected, reject
 from db.sql import any_id
 
 W = Workspace.__table__
 M = Membership.__table__
+U = User.__table__
+T = Task.__table__
+P = Project.__table__
 
 WORKSPACE_KEYS = (SortKey("slug", W.c.slug, "str"),)
 MEMBER_KEYS = (
@@ -56,8 +65,311 @@ async def workspace_by_slug(session: AsyncSession, principal: Principal, slug: s
 async def member_pages(
     session: AsyncSession, workspace_ids: Sequence[int], args: PageArgs
 ) -> dict[int, Page]:
-    return await pages_by_parent(session, select(M), M.c.workspace_id, workspace_ids, MEMBER_KEYS, args)
+    return await pages_by_parent(
+        session, select(M), M.c.workspace_id, workspace_ids, MEMBER_KEYS, args
+    )
 
 
 async def member_counts(session: AsyncSession, workspace_ids: Sequence[int]) -> dict[int, int]:
     return await counts_by_parent(session, select(M), M.c.workspace_id, workspace_ids)
+
+
+# ---------------------------------------------------------------- commands
+#
+# Who may manage members (DESIGN.md "Roles": ADMIN manages members below OWNER):
+# - OWNER may add, change and remove anyone and grant any role.
+# - ADMIN may add members as MEMBER or VIEWER, switch a MEMBER or VIEWER between those two
+#   roles, and remove a MEMBER or VIEWER. ADMIN may not grant ADMIN or OWNER, nor change or
+#   remove an ADMIN or OWNER; that includes their own role (stepping down is an owner's call).
+# - Any member may remove themselves (leave).
+# - MEMBER, VIEWER and API keys get FORBIDDEN; whoever cannot read the workspace, NOT_FOUND.
+# - A workspace keeps at least one OWNER: the last OWNER cannot leave, be removed or be
+#   demoted. That is refused as INVALID (the caller may act, the state forbids it), with a
+#   message telling them to make someone else OWNER first.
+#
+# Every membership command locks the workspace row and then reads the actor's role and the
+# owner count afresh, so membership changes of one workspace run one after another and are
+# decided on committed state, not on the roles loaded when the request began. Without this,
+# two owners demoting each other at once would each count two owners and leave none.
+# `FOR NO KEY UPDATE` is used rather than `FOR UPDATE` because it does not conflict with the
+# key-share locks that foreign-key checks take: creating tasks or projects is not blocked.
+
+_WORKSPACE_FIELD = ("input", "workspaceId")
+_USER_FIELD = ("input", "userId")
+_ROLE_FIELD = ("input", "role")
+# The roles an ADMIN may grant and whose holders an ADMIN may change or remove.
+_BELOW_ADMIN = frozenset({Role.MEMBER, Role.VIEWER})
+_LAST_OWNER = "A workspace needs at least one owner: make another member OWNER first."
+
+
+def _storable(value: str, field: tuple[str, ...], label: str) -> list[Problem]:
+    """PostgreSQL text cannot hold NUL, and lone surrogates cannot be encoded as UTF-8; either
+    would fail in the driver as a server fault instead of a user error."""
+    if "\x00" in value:
+        return [Problem(f"{label} must not contain NUL characters.", ProblemCode.INVALID, field)]
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return [Problem(f"{label} contains invalid characters.", ProblemCode.INVALID, field)]
+    return []
+
+
+def _check_name(name: str, field: tuple[str, ...]) -> list[Problem]:
+    return validation.length(name, field, minimum=1, maximum=100, label="Name") or _storable(
+        name, field, "Name"
+    )
+
+
+def _check_slug(slug: str, field: tuple[str, ...]) -> list[Problem]:
+    # `validation.slug` matches with `$`, which also accepts a trailing newline.
+    if validation.SLUG.fullmatch(slug):
+        return []
+    return validation.slug(slug, field) or validation.slug("", field)
+
+
+async def create_workspace(
+    session: AsyncSession, principal: Principal, name: str, slug: str
+) -> Any:
+    """Create a workspace with the signed-in user as its OWNER."""
+    user_id = require_user(principal)
+    name = name.strip()
+    problems = _check_name(name, ("input", "name")) + _check_slug(slug, ("input", "slug"))
+    if problems:
+        raise Rejected(problems)
+    # The unique constraint settles a race for the slug: a concurrent insert of the same slug
+    # makes this one wait for it to commit and then insert nothing.
+    row = (
+        await session.execute(
+            pg_insert(W)
+            .values(slug=slug, name=name)
+            .on_conflict_do_nothing(index_elements=[W.c.slug])
+            .returning(W)
+        )
+    ).first()
+    if row is None:
+        raise reject("This slug is taken.", ProblemCode.TAKEN, "input", "slug")
+    await session.execute(
+        insert(M).values(workspace_id=row.id, user_id=user_id, role=Role.OWNER.value)
+    )
+    return row
+
+
+async def update_workspace(
+    session: AsyncSession, principal: Principal, workspace_id: int, name: str | None
+) -> Any:
+    """Rename a workspace (ADMIN and above). `None` leaves the name as it is."""
+    require_admin(principal, workspace_id, "Workspace", ("input", "id"))
+    if name is None:
+        row = (await session.execute(select(W).where(W.c.id == workspace_id))).first()
+    else:
+        name = name.strip()
+        if problems := _check_name(name, ("input", "name")):
+            raise Rejected(problems)
+        row = (
+            await session.execute(
+                update(W)
+                .where(W.c.id == workspace_id)
+                .values(name=name, updated_at=func.now())
+                .returning(W)
+            )
+        ).first()
+    if row is None:
+        raise reject("Workspace not found.", ProblemCode.NOT_FOUND, "input", "id")
+    return row
+
+
+async def _lock_for_members(session: AsyncSession, principal: Principal, workspace_id: int) -> int:
+    """Refuse principals that can never manage members, then lock the workspace row.
+    Returns the acting user's id."""
+    require_readable(principal, workspace_id, "Workspace", _WORKSPACE_FIELD)
+    if principal.user_id is None:
+        raise reject("API keys cannot manage members.", ProblemCode.FORBIDDEN, *_WORKSPACE_FIELD)
+    locked = await session.execute(
+        select(W.c.id).where(W.c.id == workspace_id).with_for_update(key_share=True)
+    )
+    if locked.first() is None:
+        raise reject("Workspace not found.", ProblemCode.NOT_FOUND, *_WORKSPACE_FIELD)
+    return principal.user_id
+
+
+def _role_of(workspace_id: int, user_id: Any) -> Any:
+    return (
+        select(M.c.role)
+        .where(M.c.workspace_id == workspace_id, M.c.user_id == user_id)
+        .scalar_subquery()
+    )
+
+
+def _owner_count(workspace_id: int) -> Any:
+    return (
+        select(func.count())
+        .select_from(M)
+        .where(M.c.workspace_id == workspace_id, M.c.role == Role.OWNER.value)
+        .scalar_subquery()
+    )
+
+
+def _role(value: str | None) -> Role | None:
+    return Role(value) if value is not None else None
+
+
+def _require_manager(actor_role: Role | None) -> Role:
+    """The actor's current role (read after the lock) must still be ADMIN or OWNER."""
+    if actor_role is None:
+        raise reject("Workspace not found.", ProblemCode.NOT_FOUND, *_WORKSPACE_FIELD)
+    if actor_role not in (Role.ADMIN, Role.OWNER):
+        raise reject(
+            "Only workspace admins may manage members.", ProblemCode.FORBIDDEN, *_WORKSPACE_FIELD
+        )
+    return actor_role
+
+
+def _may_handle(actor_role: Role, role: Role) -> bool:
+    """Whether the actor may grant `role`, or change or remove a holder of it."""
+    return actor_role is Role.OWNER or role in _BELOW_ADMIN
+
+
+async def add_member(
+    session: AsyncSession, principal: Principal, workspace_id: int, email: str, role: Role
+) -> Any:
+    """Add an existing user, found by e-mail (case-insensitively), with `role`."""
+    require_admin(principal, workspace_id, "Workspace", _WORKSPACE_FIELD)
+    email = normalise_email(email)
+    if problems := check_email(email, "input", "email") or _storable(
+        email, ("input", "email"), "E-mail"
+    ):
+        raise Rejected(problems)
+    actor_id = await _lock_for_members(session, principal, workspace_id)
+    target_id = select(U.c.id).where(func.lower(U.c.email) == func.lower(email)).scalar_subquery()
+    standing = (
+        await session.execute(
+            select(
+                _role_of(workspace_id, actor_id).label("actor_role"),
+                target_id.label("user_id"),
+                _role_of(workspace_id, target_id).label("target_role"),
+            )
+        )
+    ).one()
+    actor_role = _require_manager(_role(standing.actor_role))
+    if not _may_handle(actor_role, role):
+        raise reject(
+            f"Only owners may grant the role {role.value}.", ProblemCode.FORBIDDEN, *_ROLE_FIELD
+        )
+    if standing.user_id is None:
+        raise reject("No user has this e-mail address.", ProblemCode.NOT_FOUND, "input", "email")
+    if standing.target_role is not None:
+        raise reject("This user is already a member.", ProblemCode.TAKEN, "input", "email")
+    return (
+        await session.execute(
+            insert(M)
+            .values(workspace_id=workspace_id, user_id=standing.user_id, role=role.value)
+            .returning(M)
+        )
+    ).one()
+
+
+async def update_member_role(
+    session: AsyncSession, principal: Principal, workspace_id: int, user_id: int, role: Role
+) -> Any:
+    require_admin(principal, workspace_id, "Workspace", _WORKSPACE_FIELD)
+    actor_id = await _lock_for_members(session, principal, workspace_id)
+    standing = (
+        await session.execute(
+            select(
+                _role_of(workspace_id, actor_id).label("actor_role"),
+                _role_of(workspace_id, user_id).label("target_role"),
+                _owner_count(workspace_id).label("owners"),
+            )
+        )
+    ).one()
+    actor_role = _require_manager(_role(standing.actor_role))
+    target_role = _role(standing.target_role)
+    if target_role is None:
+        raise reject("No member with this ID.", ProblemCode.NOT_FOUND, *_USER_FIELD)
+    if not _may_handle(actor_role, target_role):
+        raise reject(
+            f"Only owners may change the role of an {target_role.value}.",
+            ProblemCode.FORBIDDEN,
+            *_USER_FIELD,
+        )
+    if not _may_handle(actor_role, role):
+        raise reject(
+            f"Only owners may grant the role {role.value}.", ProblemCode.FORBIDDEN, *_ROLE_FIELD
+        )
+    if target_role is Role.OWNER and role is not Role.OWNER and standing.owners <= 1:
+        raise reject(_LAST_OWNER, ProblemCode.INVALID, *_ROLE_FIELD)
+    return (
+        await session.execute(
+            update(M)
+            .where(M.c.workspace_id == workspace_id, M.c.user_id == user_id)
+            .values(role=role.value)
+            .returning(M)
+        )
+    ).one()
+
+
+async def remove_member(
+    session: AsyncSession, principal: Principal, workspace_id: int, user_id: int
+) -> int:
+    """Remove a member (or leave, when `user_id` is the actor) and unassign their tasks in the
+    workspace, each unassignment recorded in the task's activity. Returns the user's id."""
+    leaving = principal.user_id == user_id
+    if not leaving:
+        require_admin(principal, workspace_id, "Workspace", _WORKSPACE_FIELD)
+    actor_id = await _lock_for_members(session, principal, workspace_id)
+    standing = (
+        await session.execute(
+            select(
+                _role_of(workspace_id, actor_id).label("actor_role"),
+                _role_of(workspace_id, user_id).label("target_role"),
+                _owner_count(workspace_id).label("owners"),
+            )
+        )
+    ).one()
+    actor_role = _role(standing.actor_role)
+    if actor_role is None:
+        raise reject("Workspace not found.", ProblemCode.NOT_FOUND, *_WORKSPACE_FIELD)
+    target_role = _role(standing.target_role)
+    if target_role is None:
+        raise reject("No member with this ID.", ProblemCode.NOT_FOUND, *_USER_FIELD)
+    if not leaving:
+        actor_role = _require_manager(actor_role)
+        if not _may_handle(actor_role, target_role):
+            raise reject(
+                f"Only owners may remove an {target_role.value}.",
+                ProblemCode.FORBIDDEN,
+                *_USER_FIELD,
+            )
+    if target_role is Role.OWNER and standing.owners <= 1:
+        raise reject(_LAST_OWNER, ProblemCode.INVALID, *_USER_FIELD)
+    await session.execute(delete(M).where(M.c.workspace_id == workspace_id, M.c.user_id == user_id))
+    await _unassign(session, principal, workspace_id, user_id)
+    return user_id
+
+
+async def _unassign(
+    session: AsyncSession, principal: Principal, workspace_id: int, user_id: int
+) -> None:
+    unassigned = (
+        await session.execute(
+            update(T)
+            .where(
+                T.c.workspace_id == workspace_id,
+                T.c.assignee_id == user_id,
+                P.c.id == T.c.project_id,
+            )
+            .values(assignee_id=None, version=T.c.version + 1, updated_at=func.now())
+            .returning(T.c.id, T.c.project_id, T.c.number, P.c.key.label("project_key"))
+        )
+    ).all()
+    for task in sorted(unassigned, key=lambda r: r.id):
+        await activities.record(
+            session,
+            principal,
+            workspace_id=workspace_id,
+            project_id=task.project_id,
+            task_id=task.id,
+            task_key=f"{task.project_key}-{task.number}",
+            kind=ActivityKind.TASK_UPDATED,
+            changes=[change("assigneeId", user_id, None)],
+        )

@@ -75,11 +75,11 @@ async def _user_count(url: str) -> int:
 
 
 def _seed(url: str, scale: float) -> None:
+    from db.seed import SeedError, seed
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     from db.accounts import hash_password
     from db.engine import make_engine
-    from db.seed import SeedError, seed
 
     async def run() -> None:
         engine = make_engine(url)
@@ -100,7 +100,10 @@ def _seed(url: str, scale: float) -> None:
                     bar.update(task, completed=done)  # type: ignore[arg-type]
 
                 result = await seed(
-                    engine, scale=scale, password_hash=hash_password(DEMO_PASSWORD), progress=progress
+                    engine,
+                    scale=scale,
+                    password_hash=hash_password(DEMO_PASSWORD),
+                    progress=progress,
                 )
         except SeedError as exc:
             err.print(f"[red]{exc}[/red]")
@@ -108,7 +111,9 @@ def _seed(url: str, scale: float) -> None:
         finally:
             await engine.dispose()
         out.print(f"Seeded: {result}")
-        out.print(f"Log in as [bold]{result.demo_email}[/bold] with password [bold]{DEMO_PASSWORD}[/bold]")
+        out.print(
+            f"Log in as [bold]{result.demo_email}[/bold] with password [bold]{DEMO_PASSWORD}[/bold]"
+        )
 
     asyncio.run(run())
 
@@ -122,7 +127,9 @@ def serve(
     demo: Annotated[
         bool, typer.Option(help="Seed demo data into an empty embedded database.")
     ] = True,
-    demo_scale: Annotated[float, typer.Option(help="Size of the demo data (1 = 100,000 tasks).")] = 0.1,
+    demo_scale: Annotated[
+        float, typer.Option(help="Size of the demo data (1 = 100,000 tasks).")
+    ] = 0.1,
 ) -> None:
     """Serve the API (migrating the database first)."""
     import uvicorn

@@ -49,7 +49,9 @@ _DOMAIN_CODES: dict[type[Exception], ErrorCode] = {
 }
 
 
-def _with_code(error: GraphQLError, code: ErrorCode, message: str | None = None, **extra: Any) -> GraphQLError:
+def _with_code(
+    error: GraphQLError, code: ErrorCode, message: str | None = None, **extra: Any
+) -> GraphQLError:
     return GraphQLError(
         message if message is not None else error.message,
         nodes=error.nodes,
@@ -82,11 +84,16 @@ def classify(error: GraphQLError, *, debug: bool) -> GraphQLError:
         return _with_code(error, ErrorCode.BAD_USER_INPUT)
     error_id = uuid.uuid4().hex
     logger.error(
-        "Unhandled error %s at %s", error_id, error.path, exc_info=(type(original), original, original.__traceback__)
+        "Unhandled error %s at %s",
+        error_id,
+        error.path,
+        exc_info=(type(original), original, original.__traceback__),
     )
     if debug:
         return _with_code(error, ErrorCode.INTERNAL_SERVER_ERROR, errorId=error_id)
-    return _with_code(error, ErrorCode.INTERNAL_SERVER_ERROR, "Internal server error", errorId=error_id)
+    return _with_code(
+        error, ErrorCode.INTERNAL_SERVER_ERROR, "Internal server error", errorId=error_id
+    )
 
 
 def classify_all(errors: list[GraphQLError], *, debug: bool) -> list[GraphQLError]:

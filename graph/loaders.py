@@ -117,7 +117,9 @@ class Loaders:
         return self._loader(workspaces.member_counts, default=0)
 
     # Per-parent collections with arguments.
-    def keyed(self, key: Hashable, fn: Batch, *leading: Any, default: Any = None) -> DataLoader[Any, Any]:
+    def keyed(
+        self, key: Hashable, fn: Batch, *leading: Any, default: Any = None
+    ) -> DataLoader[Any, Any]:
         loader = self._keyed.get(key)
         if loader is None:
             loader = self._keyed[key] = self._loader(fn, *leading, default=default)

@@ -18,7 +18,9 @@ target_metadata = Base.metadata
 def _url() -> str:
     url = config.attributes.get("url") or os.environ.get("DATABASE_URL")
     if not url:
-        raise SystemExit("DATABASE_URL is not set; use `taskgraph migrate` for the embedded database")
+        raise SystemExit(
+            "DATABASE_URL is not set; use `taskgraph migrate` for the embedded database"
+        )
     if url.startswith(("postgres://", "postgresql://")):
         url = "postgresql+asyncpg://" + url.split("://", 1)[1]
     return url

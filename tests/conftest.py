@@ -72,11 +72,14 @@ async def template_url(server_url: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
-async def engine(template_url: str) -> AsyncIterator[AsyncEngine]:
-    """The engine of the rollback-isolated tests (they run on the template itself)."""
-    eng = make_engine(template_url)
+async def engine(server_url: str, template_url: str) -> AsyncIterator[AsyncEngine]:
+    """The engine of the rollback-isolated tests, on a clone of the template: PostgreSQL
+    copies a database only while nobody is connected to it, so the template stays idle."""
+    name, url = await fresh_database(server_url, template_url)
+    eng = make_engine(url)
     yield eng
     await eng.dispose()
+    await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -51,7 +51,9 @@ class World:
 async def user(session: AsyncSession, name: str | None = None, email: str | None = None) -> Any:
     name = name or unique("user")
     email = email or f"{name}-{next(_seq)}@example.com"
-    stmt = insert(User).values(email=email, name=name, password_hash=_HASH).returning(User.__table__)
+    stmt = (
+        insert(User).values(email=email, name=name, password_hash=_HASH).returning(User.__table__)
+    )
     return (await session.execute(stmt)).one()
 
 
@@ -75,7 +77,9 @@ async def member(session: AsyncSession, workspace_id: int, user_id: int, role: R
 async def project(session: AsyncSession, workspace_id: int, key: str, **values: Any) -> Any:
     stmt = (
         insert(Project)
-        .values(workspace_id=workspace_id, key=key, name=values.pop("name", f"Project {key}"), **values)
+        .values(
+            workspace_id=workspace_id, key=key, name=values.pop("name", f"Project {key}"), **values
+        )
         .returning(Project.__table__)
     )
     return (await session.execute(stmt)).one()
@@ -113,7 +117,11 @@ async def task(
 
 
 async def label(session: AsyncSession, workspace_id: int, name: str, color: str = "#d73a4a") -> Any:
-    stmt = insert(Label).values(workspace_id=workspace_id, name=name, color=color).returning(Label.__table__)
+    stmt = (
+        insert(Label)
+        .values(workspace_id=workspace_id, name=name, color=color)
+        .returning(Label.__table__)
+    )
     return (await session.execute(stmt)).one()
 
 
@@ -157,10 +165,18 @@ async def activity(session: AsyncSession, t: Any, key: str, actor_id: int, minut
 
 
 async def world(session: AsyncSession) -> World:
-    users = {name: await user(session, name) for name in ("owner", "admin", "member", "viewer", "outsider")}
+    users = {
+        name: await user(session, name)
+        for name in ("owner", "admin", "member", "viewer", "outsider")
+    }
     ws = await workspace(session, unique("acme-"), "Acme")
     other = await workspace(session, unique("globex-"), "Globex")
-    for name, role in (("owner", Role.OWNER), ("admin", Role.ADMIN), ("member", Role.MEMBER), ("viewer", Role.VIEWER)):
+    for name, role in (
+        ("owner", Role.OWNER),
+        ("admin", Role.ADMIN),
+        ("member", Role.MEMBER),
+        ("viewer", Role.VIEWER),
+    ):
         await member(session, ws.id, users[name].id, role)
     await member(session, other.id, users["outsider"].id, Role.OWNER)
     proj = await project(session, ws.id, "ENG", name="Engineering")

@@ -65,9 +65,13 @@ def test_serve_refuses_database_url_without_secret_key(monkeypatch: pytest.Monke
 def test_export_schema_check_detects_a_stale_file(tmp_path: Path) -> None:
     stale = tmp_path / "schema.graphql"
     stale.write_text("type Query { old: Int }\n")
-    assert CliRunner().invoke(app, ["export-schema", "--path", str(stale), "--check"]).exit_code == 1
+    assert (
+        CliRunner().invoke(app, ["export-schema", "--path", str(stale), "--check"]).exit_code == 1
+    )
     assert CliRunner().invoke(app, ["export-schema", "--path", str(stale)]).exit_code == 0
-    assert CliRunner().invoke(app, ["export-schema", "--path", str(stale), "--check"]).exit_code == 0
+    assert (
+        CliRunner().invoke(app, ["export-schema", "--path", str(stale), "--check"]).exit_code == 0
+    )
 
 
 async def _query(url: str, *statements: str) -> list[tuple[object, ...]]:
@@ -94,6 +98,13 @@ async def test_embedded_server_keeps_its_data_across_restarts(tmp_path: Path) ->
         await asyncio.to_thread(embedded.stop, pgdata)
 
 
+LOG_IN = """mutation {
+  logIn(input: {email: "demo@taskgraph.dev", password: "taskgraph-demo"}) {
+    accessToken userErrors { message }
+  }
+}"""
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -109,8 +120,19 @@ def test_serve_starts_on_the_embedded_database_with_demo_data(tmp_path: Path) ->
         "DATABASE_URL": "",
         "SECRET_KEY": "",
     }
-    command = [sys.executable, "-m", "graph.cli", "serve", "--port", str(port), "--demo-scale", "0.002"]
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "graph.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--demo-scale",
+        "0.002",
+    ]
+    server = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -124,14 +146,14 @@ def test_serve_starts_on_the_embedded_database_with_demo_data(tmp_path: Path) ->
             time.sleep(0.2)
         login = httpx.post(
             f"http://127.0.0.1:{port}/graphql",
-            json={"query": 'mutation { logIn(input: {email: "demo@taskgraph.dev", password: "taskgraph-demo"}) { accessToken userErrors { message } } }'},
+            json={"query": LOG_IN},
             timeout=10,
         ).json()
         token = login["data"]["logIn"]["accessToken"]
         assert token, login
         me = httpx.post(
             f"http://127.0.0.1:{port}/graphql",
-            json={"query": "{ me { email } workspaces { totalCount nodes { projects { totalCount } } } }"},
+            json={"query": "{ me { email } workspaces { totalCount } }"},
             headers={"authorization": f"Bearer {token}"},
             timeout=10,
         ).json()["data"]

@@ -9,7 +9,6 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.access import Principal
-
 from db.errors import InvalidArgument
 from db.results import Problem, ProblemCode, Rejected
 from graph.context import context_of
@@ -18,7 +17,9 @@ from graph.ids import db_id_of
 UserErrorCode = strawberry.enum(ProblemCode, name="UserErrorCode")
 
 
-@strawberry.type(description="A problem with the input that the user can fix. Never used for server faults.")
+@strawberry.type(
+    description="A problem with the input that the user can fix. Never used for server faults."
+)
 class UserError:
     field: list[str] | None = strawberry.field(
         description='Path to the input field, e.g. ["input", "title"].'

@@ -32,7 +32,8 @@ class TaskCounts:
 @strawberry.type
 class Project(Node):
     key: str = strawberry.field(
-        description='Short uppercase key that prefixes task keys, unique in its workspace, e.g. "ENG".'
+        description="Short uppercase key that prefixes task keys, unique in its workspace, "
+        'e.g. "ENG".'
     )
     name: str
     description: str
@@ -76,7 +77,16 @@ class Project(Node):
         before: str | None = None,
     ) -> Connection[Task]:
         return await task_connection(
-            info, "project", self.db_id, filter, order_by, PROJECT_TASK_ORDER, first, after, last, before
+            info,
+            "project",
+            self.db_id,
+            filter,
+            order_by,
+            PROJECT_TASK_ORDER,
+            first,
+            after,
+            last,
+            before,
         )
 
     @strawberry.field

@@ -43,7 +43,9 @@ async def _resolve_node(ctx: Context, type_name: str, db_id: int) -> Node | None
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="Any object by its global ID; null when it does not exist for the viewer.")
+    @strawberry.field(
+        description="Any object by its global ID; null when it does not exist for the viewer."
+    )
     async def node(self, info: strawberry.Info, id: strawberry.ID) -> Node | None:
         return await _resolve_node(context_of(info), *from_global_id(id))
 

@@ -12,7 +12,15 @@ from db.models import TaskPriority as DbPriority
 from db.models import TaskStatus as DbStatus
 from graph.context import context_of
 from graph.ids import to_global_id
-from graph.types.common import Connection, Node, TaskPriority, TaskStatus, connection, ids_of, page_args
+from graph.types.common import (
+    Connection,
+    Node,
+    TaskPriority,
+    TaskStatus,
+    connection,
+    ids_of,
+    page_args,
+)
 from graph.types.user import User
 
 if TYPE_CHECKING:
@@ -70,8 +78,12 @@ class TaskFilter:
 
     def to_db(self) -> task_db.TaskFilter:
         return task_db.TaskFilter(
-            statuses=tuple(DbStatus(s.value) for s in self.status) if self.status is not None else None,
-            priorities=tuple(DbPriority(p.value) for p in self.priority) if self.priority is not None else None,
+            statuses=tuple(DbStatus(s.value) for s in self.status)
+            if self.status is not None
+            else None,
+            priorities=tuple(DbPriority(p.value) for p in self.priority)
+            if self.priority is not None
+            else None,
             assignee_ids=_tuple(ids_of(self.assignee_ids, "User", "filter.assigneeIds")),
             unassigned=self.unassigned,
             label_ids=_tuple(ids_of(self.label_ids, "Label", "filter.labelIds")),
@@ -207,7 +219,9 @@ class Task(Node):
 
         ctx = context_of(info)
         page = await ctx.loaders.comment_pages(page_args(first, after)).load(self.db_id)
-        return connection(page, Comment.from_row, lambda: ctx.loaders.comment_count.load(self.db_id))
+        return connection(
+            page, Comment.from_row, lambda: ctx.loaders.comment_count.load(self.db_id)
+        )
 
     @strawberry.field
     async def comment_count(self, info: strawberry.Info) -> int:

@@ -62,7 +62,9 @@ class Workspace(Node):
     ) -> Connection[Membership]:
         ctx = context_of(info)
         page = await ctx.loaders.member_pages(page_args(first, after)).load(self.db_id)
-        return connection(page, Membership.from_row, lambda: ctx.loaders.member_count.load(self.db_id))
+        return connection(
+            page, Membership.from_row, lambda: ctx.loaders.member_count.load(self.db_id)
+        )
 
     @strawberry.field(description="Projects ordered by key; archived ones only when asked for.")
     async def projects(
@@ -109,7 +111,16 @@ class Workspace(Node):
         before: str | None = None,
     ) -> Connection[Task]:
         return await task_connection(
-            info, "workspace", self.db_id, filter, order_by, WORKSPACE_TASK_ORDER, first, after, last, before
+            info,
+            "workspace",
+            self.db_id,
+            filter,
+            order_by,
+            WORKSPACE_TASK_ORDER,
+            first,
+            after,
+            last,
+            before,
         )
 
     @strawberry.field(description='A task by its human key, e.g. "ENG-42".')

@@ -14,8 +14,17 @@ from db.migrations import downgrade, upgrade
 from db.models import Base
 
 TABLES = {
-    "users", "workspaces", "memberships", "projects", "tasks", "labels", "task_labels",
-    "comments", "activities", "api_keys", "refresh_tokens",
+    "users",
+    "workspaces",
+    "memberships",
+    "projects",
+    "tasks",
+    "labels",
+    "task_labels",
+    "comments",
+    "activities",
+    "api_keys",
+    "refresh_tokens",
 }
 
 

@@ -53,7 +53,9 @@ def token_for(user_id: int) -> str:
     return issue_access_token(SECRET, user_id, timedelta(minutes=15))[0]
 
 
-async def _api(settings: Settings, engine: AsyncEngine, connection: AsyncConnection) -> AsyncIterator[Api]:
+async def _api(
+    settings: Settings, engine: AsyncEngine, connection: AsyncConnection
+) -> AsyncIterator[Api]:
     def sessions() -> AsyncSession:
         return AsyncSession(
             bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
@@ -66,6 +68,8 @@ async def _api(settings: Settings, engine: AsyncEngine, connection: AsyncConnect
 
 
 @pytest.fixture
-async def api(settings: Settings, engine: AsyncEngine, connection: AsyncConnection) -> AsyncIterator[Api]:
+async def api(
+    settings: Settings, engine: AsyncEngine, connection: AsyncConnection
+) -> AsyncIterator[Api]:
     async for value in _api(settings, engine, connection):
         yield value

@@ -35,11 +35,15 @@ async def test_bad_date_literal_is_refused(api: Api, session: AsyncSession) -> N
     w = await factories.world(session)
     await session.commit()
     body = await api(
-        'query($s: String!) { workspace(slug: $s) { tasks(filter: {dueBefore: "soon"}) { totalCount } } }',
+        """query($s: String!) {
+             workspace(slug: $s) { tasks(filter: {dueBefore: "soon"}) { totalCount } } }""",
         {"s": w.workspace.slug},
         token=token_for(w.users["owner"].id),
     )
-    assert body["errors"][0]["extensions"]["code"] in ("GRAPHQL_VALIDATION_FAILED", "BAD_USER_INPUT")
+    assert body["errors"][0]["extensions"]["code"] in (
+        "GRAPHQL_VALIDATION_FAILED",
+        "BAD_USER_INPUT",
+    )
 
 
 @pytest.fixture
@@ -68,7 +72,9 @@ async def test_internal_errors_are_masked_and_logged(
 
 @pytest.fixture
 async def debug_api(engine: AsyncEngine, connection: AsyncConnection) -> AsyncIterator[Api]:
-    settings = Settings(database_url="postgresql+asyncpg://unused/test", secret_key=SECRET, debug=True)
+    settings = Settings(
+        database_url="postgresql+asyncpg://unused/test", secret_key=SECRET, debug=True
+    )
     async for value in _api(settings, engine, connection):
         yield value
 

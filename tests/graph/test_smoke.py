@@ -12,7 +12,8 @@ async def test_workspace_board(api: Api, session: AsyncSession) -> None:
     data = await api.data(
         """query($slug: String!) { workspace(slug: $slug) { name viewerRole
              project(key: "ENG") { key taskCounts { total todo done }
-               tasks { totalCount nodes { key title assignee { name email } labels { name } } } } } }""",
+               tasks { totalCount
+                 nodes { key title assignee { name email } labels { name } } } } } }""",
         {"slug": w.workspace.slug},
         token=token_for(w.users["member"].id),
     )

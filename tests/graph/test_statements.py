@@ -69,9 +69,16 @@ async def test_board_statement_count_is_constant(
     first = page["nodes"][0]
     assert first["key"] == "ENG-1"
     assert first["commentCount"] == 4
-    assert [c["body"] for c in first["comments"]["nodes"]] == ["comment 0", "comment 1", "comment 2"]
+    assert [c["body"] for c in first["comments"]["nodes"]] == [
+        "comment 0",
+        "comment 1",
+        "comment 2",
+    ]
     assert first["comments"]["pageInfo"]["hasNextPage"] is True
     assert first["comments"]["nodes"][1]["author"]["name"] == "commenter1"
-    assert first["labels"] == [{"name": "bug", "color": "#d73a4a"}, {"name": "ui", "color": "#d73a4a"}]
+    assert first["labels"] == [
+        {"name": "bug", "color": "#d73a4a"},
+        {"name": "ui", "color": "#d73a4a"},
+    ]
     assert first["project"]["key"] == "ENG"
     assert counter.count == BOARD_STATEMENTS, "\n".join(counter.statements)

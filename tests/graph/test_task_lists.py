@@ -117,7 +117,10 @@ async def test_default_order_is_newest_first(board: Board) -> None:
         ({"status": ["DONE", "CANCELED"]}, ["ENG-2", "ENG-4", "WEB-2"]),
         ({"priority": ["URGENT"]}, ["ENG-2", "WEB-1"]),
         ({"assigneeIds": ["ann"]}, ["ENG-1", "ENG-4", "WEB-1"]),
-        ({"assigneeIds": ["bob"], "unassigned": True}, ["ENG-2", "ENG-3", "ENG-5", "ENG-6", "WEB-2"]),
+        (
+            {"assigneeIds": ["bob"], "unassigned": True},
+            ["ENG-2", "ENG-3", "ENG-5", "ENG-6", "WEB-2"],
+        ),
         ({"unassigned": True}, ["ENG-3", "ENG-5", "WEB-2"]),
         ({"unassigned": False}, ["ENG-1", "ENG-2", "ENG-4", "ENG-6", "WEB-1"]),
         ({"labelIds": ["bug"]}, ["ENG-1", "ENG-2"]),
@@ -151,17 +154,27 @@ async def test_filters(board: Board, flt: dict[str, Any], expected: list[str]) -
     ("order", "expected"),
     [
         # The id tie-break follows the direction of the last key.
-        ([{"field": "PRIORITY", "direction": "DESC"}],
-         ["WEB-1", "ENG-2", "ENG-5", "ENG-3", "ENG-1", "ENG-6", "WEB-2", "ENG-4"]),
+        (
+            [{"field": "PRIORITY", "direction": "DESC"}],
+            ["WEB-1", "ENG-2", "ENG-5", "ENG-3", "ENG-1", "ENG-6", "WEB-2", "ENG-4"],
+        ),
         # Undated tasks come last ascending, first descending; ties broken by id.
-        ([{"field": "DUE_DATE"}],
-         ["ENG-4", "ENG-1", "ENG-6", "ENG-2", "WEB-2", "ENG-3", "ENG-5", "WEB-1"]),
-        ([{"field": "DUE_DATE", "direction": "DESC"}],
-         ["WEB-1", "ENG-5", "ENG-3", "WEB-2", "ENG-2", "ENG-6", "ENG-1", "ENG-4"]),
-        ([{"field": "PRIORITY", "direction": "DESC"}, {"field": "DUE_DATE", "direction": "ASC"}],
-         ["ENG-2", "WEB-1", "ENG-5", "ENG-1", "ENG-3", "ENG-6", "ENG-4", "WEB-2"]),
-        ([{"field": "NUMBER"}, {"field": "POSITION", "direction": "DESC"}],
-         ["ENG-1", "WEB-1", "WEB-2", "ENG-2", "ENG-3", "ENG-4", "ENG-5", "ENG-6"]),
+        (
+            [{"field": "DUE_DATE"}],
+            ["ENG-4", "ENG-1", "ENG-6", "ENG-2", "WEB-2", "ENG-3", "ENG-5", "WEB-1"],
+        ),
+        (
+            [{"field": "DUE_DATE", "direction": "DESC"}],
+            ["WEB-1", "ENG-5", "ENG-3", "WEB-2", "ENG-2", "ENG-6", "ENG-1", "ENG-4"],
+        ),
+        (
+            [{"field": "PRIORITY", "direction": "DESC"}, {"field": "DUE_DATE", "direction": "ASC"}],
+            ["ENG-2", "WEB-1", "ENG-5", "ENG-1", "ENG-3", "ENG-6", "ENG-4", "WEB-2"],
+        ),
+        (
+            [{"field": "NUMBER"}, {"field": "POSITION", "direction": "DESC"}],
+            ["ENG-1", "WEB-1", "WEB-2", "ENG-2", "ENG-3", "ENG-4", "ENG-5", "ENG-6"],
+        ),
     ],
 )
 async def test_ordering_and_paging_in_every_order(
