@@ -283,19 +283,7 @@ class CreatedTask:
 def _text_problems(
     value: str, name: str, label: str, *, minimum: int, maximum: int
 ) -> list[Problem]:
-    where = ("input", name)
-    problems = length(value, where, minimum=minimum, maximum=maximum, label=label)
-    if problems:
-        return problems
-    # PostgreSQL text cannot hold NUL, and a lone surrogate cannot be encoded as UTF-8:
-    # either would otherwise fail in the driver as a server error.
-    if "\x00" in value:
-        return [Problem(f"{label} must not contain NUL characters.", ProblemCode.INVALID, where)]
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return [Problem(f"{label} is not valid Unicode text.", ProblemCode.INVALID, where)]
-    return []
+    return length(value, ("input", name), minimum=minimum, maximum=maximum, label=label)
 
 
 def _title_problems(title: str) -> list[Problem]:

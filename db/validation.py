@@ -21,7 +21,8 @@ def length(
     label: str,
     strip: bool = True,
 ) -> list[Problem]:
-    """Length in characters; with `strip`, whitespace alone does not count."""
+    """Length in characters (with `strip`, whitespace alone does not count), and text that
+    PostgreSQL can store."""
     n = len(value.strip()) if strip else len(value)
     if n < minimum:
         what = "must not be blank" if minimum == 1 else f"must be at least {minimum} characters"
@@ -30,13 +31,26 @@ def length(
         return [
             Problem(f"{label} must be at most {maximum} characters.", ProblemCode.INVALID, field)
         ]
+    return storable(value, field, label)
+
+
+def storable(value: str, field: tuple[str, ...], label: str) -> list[Problem]:
+    """PostgreSQL text cannot hold NUL, and a lone surrogate cannot be encoded as UTF-8: either
+    would otherwise fail in the driver as a server fault instead of a user error."""
+    if "\x00" in value:
+        return [Problem(f"{label} must not contain NUL characters.", ProblemCode.INVALID, field)]
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return [Problem(f"{label} is not valid Unicode text.", ProblemCode.INVALID, field)]
     return []
 
 
 def pattern(
     value: str, regex: re.Pattern[str], field: tuple[str, ...], message: str
 ) -> list[Problem]:
-    return [] if regex.match(value) else [Problem(message, ProblemCode.INVALID, field)]
+    # fullmatch: `$` alone would also accept a trailing newline.
+    return [] if regex.fullmatch(value) else [Problem(message, ProblemCode.INVALID, field)]
 
 
 def slug(value: str, field: tuple[str, ...]) -> list[Problem]:

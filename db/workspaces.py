@@ -102,29 +102,12 @@ _BELOW_ADMIN = frozenset({Role.MEMBER, Role.VIEWER})
 _LAST_OWNER = "A workspace needs at least one owner: make another member OWNER first."
 
 
-def _storable(value: str, field: tuple[str, ...], label: str) -> list[Problem]:
-    """PostgreSQL text cannot hold NUL, and lone surrogates cannot be encoded as UTF-8; either
-    would fail in the driver as a server fault instead of a user error."""
-    if "\x00" in value:
-        return [Problem(f"{label} must not contain NUL characters.", ProblemCode.INVALID, field)]
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return [Problem(f"{label} contains invalid characters.", ProblemCode.INVALID, field)]
-    return []
-
-
 def _check_name(name: str, field: tuple[str, ...]) -> list[Problem]:
-    return validation.length(name, field, minimum=1, maximum=100, label="Name") or _storable(
-        name, field, "Name"
-    )
+    return validation.length(name, field, minimum=1, maximum=100, label="Name")
 
 
 def _check_slug(slug: str, field: tuple[str, ...]) -> list[Problem]:
-    # `validation.slug` matches with `$`, which also accepts a trailing newline.
-    if validation.SLUG.fullmatch(slug):
-        return []
-    return validation.slug(slug, field) or validation.slug("", field)
+    return validation.slug(slug, field)
 
 
 async def create_workspace(
@@ -235,7 +218,7 @@ async def add_member(
     """Add an existing user, found by e-mail (case-insensitively), with `role`."""
     require_admin(principal, workspace_id, "Workspace", _WORKSPACE_FIELD)
     email = normalise_email(email)
-    if problems := check_email(email, "input", "email") or _storable(
+    if problems := check_email(email, "input", "email") or validation.storable(
         email, ("input", "email"), "E-mail"
     ):
         raise Rejected(problems)
