@@ -131,7 +131,7 @@ async def authenticate(session: AsyncSession, secret: str) -> Principal:
             )
             .values(last_used_at=now)
         )
-    await session.commit()
+        await session.commit()
     return Principal(
         api_key_id=row.id,
         api_key_workspace_id=row.workspace_id,

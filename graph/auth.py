@@ -59,6 +59,4 @@ async def authenticate(
     principal = await user_principal(session, user_id_from_token(secret_key, token))
     if principal is None:
         raise Unauthenticated("The account no longer exists.")
-    # The operation's reads start from a fresh snapshot.
-    await session.commit()
     return principal
