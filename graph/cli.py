@@ -75,10 +75,10 @@ async def _user_count(url: str) -> int:
 
 
 def _seed(url: str, scale: float) -> None:
-    from db.seed import SeedError, seed
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     from db.accounts import hash_password
+    from db.demo_data import SeedError, seed
     from db.engine import make_engine
 
     async def run() -> None:
