@@ -66,7 +66,9 @@ async def users_by_ids(
     workspace the user belongs to; an API key is no member, so it never sees e-mails.
     """
     is_self = U.c.id == (principal.user_id if principal.user_id is not None else -1)
-    co_member = exists().where(M.c.user_id == U.c.id, any_id(M.c.workspace_id, list(principal.roles)))
+    co_member = exists().where(
+        M.c.user_id == U.c.id, any_id(M.c.workspace_id, list(principal.roles))
+    )
     in_readable = exists().where(
         M.c.user_id == U.c.id, any_id(M.c.workspace_id, principal.readable_workspace_ids)
     )
@@ -84,7 +86,9 @@ async def users_by_ids(
 async def member_user_ids(
     session: AsyncSession, workspace_id: int, user_ids: Sequence[int]
 ) -> set[int]:
-    stmt = select(M.c.user_id).where(M.c.workspace_id == workspace_id, any_id(M.c.user_id, user_ids))
+    stmt = select(M.c.user_id).where(
+        M.c.workspace_id == workspace_id, any_id(M.c.user_id, user_ids)
+    )
     return set((await session.execute(stmt)).scalars())
 
 
@@ -93,11 +97,15 @@ async def sign_up(session: AsyncSession, email: str, name: str, password: str) -
     problems = check_email(email, "input", "email") + check_name(name, "input", "name")
     if len(password) < MIN_PASSWORD:
         problems.append(
-            Problem(f"Password must be at least {MIN_PASSWORD} characters.", field=("input", "password"))
+            Problem(
+                f"Password must be at least {MIN_PASSWORD} characters.", field=("input", "password")
+            )
         )
     elif len(password) > MAX_PASSWORD:
         problems.append(
-            Problem(f"Password must be at most {MAX_PASSWORD} characters.", field=("input", "password"))
+            Problem(
+                f"Password must be at most {MAX_PASSWORD} characters.", field=("input", "password")
+            )
         )
     if problems:
         raise Rejected(problems)
@@ -108,7 +116,9 @@ async def sign_up(session: AsyncSession, email: str, name: str, password: str) -
     )
     taken = select(U.c.id).where(func.lower(U.c.email) == email.lower())
     if (await session.execute(taken)).first() is not None:
-        raise reject("An account with this e-mail already exists.", ProblemCode.TAKEN, "input", "email")
+        raise reject(
+            "An account with this e-mail already exists.", ProblemCode.TAKEN, "input", "email"
+        )
     # The unique index settles a concurrent sign-up with the same address.
     async with session.begin_nested():
         from sqlalchemy.exc import IntegrityError
@@ -126,7 +136,9 @@ async def log_in(session: AsyncSession, email: str, password: str) -> Any:
     if len(password) > MAX_PASSWORD:
         raise wrong
     row = (
-        await session.execute(select(U).where(func.lower(U.c.email) == normalise_email(email).lower()))
+        await session.execute(
+            select(U).where(func.lower(U.c.email) == normalise_email(email).lower())
+        )
     ).first()
     try:
         _hasher.verify(row.password_hash if row else _DUMMY_HASH, password)
@@ -176,7 +188,9 @@ async def rotate_refresh_token(
     Presenting a token that was already rotated means it was copied: every token of its
     family is revoked, so the thief and the owner both have to log in again.
     """
-    invalid = reject("The refresh token is invalid or expired.", ProblemCode.INVALID, "input", "refreshToken")
+    invalid = reject(
+        "The refresh token is invalid or expired.", ProblemCode.INVALID, "input", "refreshToken"
+    )
     # The row lock makes two concurrent uses of one token take turns: the second sees it revoked.
     row = (
         await session.execute(

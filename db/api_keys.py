@@ -62,7 +62,10 @@ async def create_api_key(
         raise reject("Workspace not found.", ProblemCode.NOT_FOUND, "input", "workspaceId")
     if not principal.can_manage(workspace_id) or principal.user_id is None:
         raise reject(
-            "Only workspace admins can create API keys.", ProblemCode.FORBIDDEN, "input", "workspaceId"
+            "Only workspace admins can create API keys.",
+            ProblemCode.FORBIDDEN,
+            "input",
+            "workspaceId",
         )
     name = name.strip()
     if not 1 <= len(name) <= 100:
@@ -95,7 +98,9 @@ async def revoke_api_key(session: AsyncSession, principal: Principal, key_id: in
     if row is None or not principal.can_read(row.workspace_id):
         raise reject("API key not found.", ProblemCode.NOT_FOUND, "input", "id")
     if not principal.can_manage(row.workspace_id):
-        raise reject("Only workspace admins can revoke API keys.", ProblemCode.FORBIDDEN, "input", "id")
+        raise reject(
+            "Only workspace admins can revoke API keys.", ProblemCode.FORBIDDEN, "input", "id"
+        )
     if row.revoked_at is not None:
         return row
     return (

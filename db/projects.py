@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db import validation
 from db.access import Principal
 from db.lists import counts_by_parent, pages_by_parent
 from db.models import Project, Task, TaskStatus
 from db.pagination import Page, PageArgs, SortKey
+from db.permissions import require_admin
+from db.results import Problem, ProblemCode, Rejected, reject
 from db.sql import any_id
 
 P = Project.__table__
@@ -28,7 +32,9 @@ def _listed(include_archived: bool) -> Any:
 async def projects_by_ids(
     session: AsyncSession, principal: Principal, ids: Sequence[int]
 ) -> dict[int, Any]:
-    stmt = select(P).where(any_id(P.c.id, ids), any_id(P.c.workspace_id, principal.readable_workspace_ids))
+    stmt = select(P).where(
+        any_id(P.c.id, ids), any_id(P.c.workspace_id, principal.readable_workspace_ids)
+    )
     return {row.id: row for row in (await session.execute(stmt)).all()}
 
 
@@ -51,7 +57,9 @@ async def project_pages(
 async def project_counts(
     session: AsyncSession, workspace_ids: Sequence[int], include_archived: bool
 ) -> dict[int, int]:
-    return await counts_by_parent(session, _listed(include_archived), P.c.workspace_id, workspace_ids)
+    return await counts_by_parent(
+        session, _listed(include_archived), P.c.workspace_id, workspace_ids
+    )
 
 
 async def task_counts(
@@ -68,3 +76,103 @@ async def task_counts(
     for row in (await session.execute(stmt)).all():
         counts[row.project_id][TaskStatus(row.status)] = row.n
     return counts
+
+
+# Commands. Projects are managed by workspace admins (users, not API keys).
+
+NAME_MAX = 100
+DESCRIPTION_MAX = 50_000
+
+
+def _name_problems(name: str) -> list[Problem]:
+    return validation.length(name, ("input", "name"), minimum=1, maximum=NAME_MAX, label="Name")
+
+
+def _description_problems(description: str) -> list[Problem]:
+    return validation.length(
+        description,
+        ("input", "description"),
+        minimum=0,
+        maximum=DESCRIPTION_MAX,
+        label="Description",
+        strip=False,
+    )
+
+
+async def create_project(
+    session: AsyncSession,
+    principal: Principal,
+    workspace_id: int,
+    key: str,
+    name: str,
+    description: str,
+) -> Any:
+    require_admin(principal, workspace_id, "Workspace", ("input", "workspaceId"))
+    problems = (
+        validation.project_key(key, ("input", "key"))
+        + _name_problems(name)
+        + _description_problems(description)
+    )
+    if problems:
+        raise Rejected(problems)
+    # The unique constraint settles concurrent creations of the same key.
+    row = (
+        await session.execute(
+            pg_insert(P)
+            .values(workspace_id=workspace_id, key=key, name=name.strip(), description=description)
+            .on_conflict_do_nothing(index_elements=[P.c.workspace_id, P.c.key])
+            .returning(P)
+        )
+    ).first()
+    if row is None:
+        raise reject("This key is taken in the workspace.", ProblemCode.TAKEN, "input", "key")
+    return row
+
+
+async def _locked_project(session: AsyncSession, principal: Principal, project_id: int) -> Any:
+    row = (await session.execute(select(P).where(P.c.id == project_id).with_for_update())).first()
+    if row is None or not principal.can_read(row.workspace_id):
+        raise reject("Project not found.", ProblemCode.NOT_FOUND, "input", "id")
+    require_admin(principal, row.workspace_id, "Project", ("input", "id"))
+    return row
+
+
+async def update_project(
+    session: AsyncSession,
+    principal: Principal,
+    project_id: int,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+) -> Any:
+    """Change the name and/or description; None leaves a field as it is. The key is fixed:
+    it is part of every task key."""
+    row = await _locked_project(session, principal, project_id)
+    problems = (_name_problems(name) if name is not None else []) + (
+        _description_problems(description) if description is not None else []
+    )
+    if problems:
+        raise Rejected(problems)
+    values: dict[str, Any] = {}
+    if name is not None and name.strip() != row.name:
+        values["name"] = name.strip()
+    if description is not None and description != row.description:
+        values["description"] = description
+    if not values:
+        return row
+    stmt = update(P).where(P.c.id == project_id).values(**values, updated_at=func.now())
+    return (await session.execute(stmt.returning(P))).one()
+
+
+async def archive_project(
+    session: AsyncSession, principal: Principal, project_id: int, archived: bool
+) -> Any:
+    row = await _locked_project(session, principal, project_id)
+    if (row.archived_at is not None) == archived:
+        return row
+    stmt = (
+        update(P)
+        .where(P.c.id == project_id)
+        .values(archived_at=func.now() if archived else None, updated_at=func.now())
+    )
+    return (await session.execute(stmt.returning(P))).one()

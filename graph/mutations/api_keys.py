@@ -63,7 +63,9 @@ class ApiKeyMutations:
         return CreateApiKeyPayload(api_key=ApiKey.from_row(created.row), secret=created.secret)
 
     @strawberry.mutation(description="Revoke an API key; it stops working at once.")
-    async def revoke_api_key(self, info: strawberry.Info, input: RevokeApiKeyInput) -> ApiKeyPayload:
+    async def revoke_api_key(
+        self, info: strawberry.Info, input: RevokeApiKeyInput
+    ) -> ApiKeyPayload:
         ctx = context_of(info)
         try:
             key_id = input_id(input.id, "ApiKey", "input", "id")

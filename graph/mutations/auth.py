@@ -106,7 +106,9 @@ class AuthMutations:
         description="Exchange a refresh token for a new access token and refresh token. "
         "Each refresh token works once; reusing an old one ends the session everywhere."
     )
-    async def refresh_session(self, info: strawberry.Info, input: RefreshSessionInput) -> AuthPayload:
+    async def refresh_session(
+        self, info: strawberry.Info, input: RefreshSessionInput
+    ) -> AuthPayload:
         ctx = context_of(info)
         lifetime = timedelta(days=ctx.settings.refresh_token_days)
         try:
