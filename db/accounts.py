@@ -15,6 +15,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db import validation
 from db.access import Principal
 from db.models import Membership, RefreshToken, User
 from db.results import Problem, ProblemCode, Rejected, reject
@@ -45,15 +46,17 @@ def normalise_email(email: str) -> str:
 
 
 def check_email(email: str, *field: str) -> list[Problem]:
-    if len(email) > 320 or not EMAIL_PATTERN.match(email):
+    if (
+        len(email) > 320
+        or not EMAIL_PATTERN.fullmatch(email)
+        or validation.storable(email, field, "")
+    ):
         return [Problem("Enter a valid e-mail address.", ProblemCode.INVALID, field or None)]
     return []
 
 
 def check_name(name: str, *field: str) -> list[Problem]:
-    if not 1 <= len(name.strip()) <= 100:
-        return [Problem("Name must be 1 to 100 characters.", ProblemCode.INVALID, field or None)]
-    return []
+    return validation.length(name, field, minimum=1, maximum=100, label="Name")
 
 
 async def users_by_ids(
@@ -107,6 +110,7 @@ async def sign_up(session: AsyncSession, email: str, name: str, password: str) -
                 f"Password must be at most {MAX_PASSWORD} characters.", field=("input", "password")
             )
         )
+    problems += validation.storable(password, ("input", "password"), "Password")
     if problems:
         raise Rejected(problems)
     stmt = (
@@ -133,7 +137,13 @@ async def sign_up(session: AsyncSession, email: str, name: str, password: str) -
 
 async def log_in(session: AsyncSession, email: str, password: str) -> Any:
     wrong = reject("Incorrect e-mail or password.", ProblemCode.INVALID)
-    if len(password) > MAX_PASSWORD:
+    # A malformed address or password cannot belong to an account (and would fail in the
+    # driver or the hasher): refused before any lookup.
+    if (
+        len(password) > MAX_PASSWORD
+        or validation.storable(password, (), "")
+        or check_email(normalise_email(email))
+    ):
         raise wrong
     row = (
         await session.execute(
