@@ -85,3 +85,24 @@ async def record(
             changes=list(changes),
         )
     )
+
+
+async def record_for(
+    session: AsyncSession,
+    principal: Principal,
+    task: Any,
+    task_key: str,
+    kind: ActivityKind,
+    changes: Sequence[dict[str, str | None]] = (),
+) -> None:
+    """`record` for a task row (anything with `id`, `workspace_id` and `project_id`)."""
+    await record(
+        session,
+        principal,
+        workspace_id=task.workspace_id,
+        project_id=task.project_id,
+        task_id=task.id,
+        task_key=task_key,
+        kind=kind,
+        changes=changes,
+    )

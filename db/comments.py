@@ -85,15 +85,13 @@ async def _record(
     before: str | None,
     after: str | None,
 ) -> None:
-    await activities.record(
+    await activities.record_for(
         session,
         principal,
-        workspace_id=task.workspace_id,
-        project_id=task.project_id,
-        task_id=task.id,
-        task_key=f"{task.key}-{task.number}",
-        kind=kind,
-        changes=[activities.change("body", _short(before), _short(after))],
+        task,
+        f"{task.key}-{task.number}",
+        kind,
+        [activities.change("body", _short(before), _short(after))],
     )
 
 

@@ -164,14 +164,12 @@ async def delete_label(session: AsyncSession, principal: Principal, label_id: in
     ).all()
     await session.execute(delete(L).where(L.c.id == label_id))
     for task in affected:
-        await activities.record(
+        await activities.record_for(
             session,
             principal,
-            workspace_id=task.workspace_id,
-            project_id=task.project_id,
-            task_id=task.id,
-            task_key=f"{task.key}-{task.number}",
-            kind=ActivityKind.LABELS_CHANGED,
-            changes=[activities.change("labels", task.before, task.after)],
+            task,
+            f"{task.key}-{task.number}",
+            ActivityKind.LABELS_CHANGED,
+            [activities.change("labels", task.before, task.after)],
         )
     return row

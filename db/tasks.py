@@ -678,15 +678,13 @@ async def update_task(
             .returning(T)
         )
     ).one()
-    await activities.record(
+    await activities.record_for(
         session,
         principal,
-        workspace_id=row.workspace_id,
-        project_id=row.project_id,
-        task_id=row.id,
-        task_key=_key(before),
-        kind=ActivityKind.TASK_UPDATED,
-        changes=entries,
+        row,
+        _key(before),
+        ActivityKind.TASK_UPDATED,
+        entries,
     )
     return row
 
@@ -795,15 +793,13 @@ async def delete_task(session: AsyncSession, principal: Principal, task_id: int)
     rows stay, keyed by the old task id and key, with a final TASK_DELETED entry."""
     row = await _lock_task(session, principal, task_id, ("input", "id"), deleting=True)
     await session.execute(delete(T).where(T.c.id == task_id))
-    await activities.record(
+    await activities.record_for(
         session,
         principal,
-        workspace_id=row.workspace_id,
-        project_id=row.project_id,
-        task_id=row.id,
-        task_key=_key(row),
-        kind=ActivityKind.TASK_DELETED,
-        changes=[change("title", row.title, None)],
+        row,
+        _key(row),
+        ActivityKind.TASK_DELETED,
+        [change("title", row.title, None)],
     )
     return row
 
@@ -820,15 +816,13 @@ async def _labels_changed(
             .returning(T)
         )
     ).one()
-    await activities.record(
+    await activities.record_for(
         session,
         principal,
-        workspace_id=row.workspace_id,
-        project_id=row.project_id,
-        task_id=row.id,
-        task_key=_key(task),
-        kind=ActivityKind.LABELS_CHANGED,
-        changes=[change("labels", before or None, after or None)],
+        row,
+        _key(task),
+        ActivityKind.LABELS_CHANGED,
+        [change("labels", before or None, after or None)],
     )
     return row
 

@@ -67,3 +67,8 @@ async def perform(
             return await work(session, ctx.principal), []
     except Rejected as rejected:
         return None, user_errors(rejected)
+
+
+def given(value: str | None) -> str | None:
+    """An omitted field (UNSET) and an explicit null both leave a non-nullable field as it is."""
+    return None if value is strawberry.UNSET else value

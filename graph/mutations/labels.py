@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import labels as label_db
 from db.access import Principal
 from graph.ids import to_global_id
-from graph.mutations.common import UserError, input_id, perform
+from graph.mutations.common import UserError, given, input_id, perform
 from graph.types.label import Label
 
 
@@ -49,10 +49,6 @@ def _payload(row: Any, errors: list[UserError]) -> LabelPayload:
     return LabelPayload(label=Label.from_row(row) if row is not None else None, user_errors=errors)
 
 
-def _given(value: str | None) -> str | None:
-    return None if value is strawberry.UNSET else value
-
-
 @strawberry.type
 class LabelMutations:
     @strawberry.mutation(description="Create a label; names are unique regardless of case.")
@@ -75,8 +71,8 @@ class LabelMutations:
                 session,
                 principal,
                 input_id(input.id, "Label", "input", "id"),
-                name=_given(input.name),
-                color=_given(input.color),
+                name=given(input.name),
+                color=given(input.color),
             )
 
         return _payload(*await perform(info, work))

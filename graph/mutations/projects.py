@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import projects as project_db
 from db.access import Principal
-from graph.mutations.common import UserError, input_id, perform
+from graph.mutations.common import UserError, given, input_id, perform
 from graph.types.project import Project
 
 
@@ -47,11 +47,6 @@ def _payload(row: Any, errors: list[UserError]) -> ProjectPayload:
     )
 
 
-def _given(value: str | None) -> str | None:
-    """An omitted field and an explicit null both leave a non-nullable field unchanged."""
-    return None if value is strawberry.UNSET else value
-
-
 @strawberry.type
 class ProjectMutations:
     @strawberry.mutation(description="Create a project (workspace admins).")
@@ -79,8 +74,8 @@ class ProjectMutations:
                 session,
                 principal,
                 input_id(input.id, "Project", "input", "id"),
-                name=_given(input.name),
-                description=_given(input.description),
+                name=given(input.name),
+                description=given(input.description),
             )
 
         return _payload(*await perform(info, work))
