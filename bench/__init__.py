@@ -1,0 +1,1 @@
+"""Benchmarks: Taskgraph against a raw-SQL floor and a naive GraphQL server (references)."""

@@ -1,0 +1,233 @@
+"""REFERENCE, not product code: the *floor* of the benchmark.
+
+A minimal ASGI app that answers exactly the benchmark's operations with one hand-written SQL
+statement each over asyncpg, PostgreSQL building the JSON. It stands for the cost of the
+database plus HTTP alone; no GraphQL server can beat it. It recognises requests by
+`operationName` and checks tokens as the real server does (JWT; API key by hash).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from typing import Any
+
+import asyncpg
+import jwt
+import orjson
+
+SECRET = os.environ.get("SECRET_KEY", "")
+PRIORITIES = "ARRAY['NONE','LOW','NORMAL','HIGH','URGENT']"
+
+
+def gid(type_name: str, column: str) -> str:
+    """SQL for the global ID of a row, as graph/ids.py makes it (url-safe base64, no padding)."""
+    return (
+        f"rtrim(translate(encode(convert_to('{type_name}:' || {column}, 'UTF8'), 'base64'), "
+        "'+/', '-_'), '=')"
+    )
+
+
+def db_id(global_id: str) -> int:
+    padded = global_id + "=" * (-len(global_id) % 4)
+    return int(base64.urlsafe_b64decode(padded).decode().partition(":")[2])
+
+
+MEMBER = "EXISTS (SELECT 1 FROM memberships m WHERE m.workspace_id = {ws} AND m.user_id = $2)"
+
+BOARD = f"""
+WITH p AS (SELECT id, key FROM projects p WHERE id = $1 AND {MEMBER.format(ws="p.workspace_id")}),
+t AS (SELECT t.* FROM tasks t JOIN p ON t.project_id = p.id ORDER BY t.position, t.id LIMIT 50)
+SELECT coalesce(json_agg(json_build_object(
+  'id', {gid("Task", "t.id")}, 'key', p.key || '-' || t.number, 'title', t.title,
+  'status', t.status, 'priority', ({PRIORITIES})[t.priority + 1], 'position', t.position,
+  'assignee', (SELECT json_build_object('id', {gid("User", "u.id")}, 'name', u.name)
+               FROM users u WHERE u.id = t.assignee_id),
+  'labels', coalesce((SELECT json_agg(json_build_object('id', {gid("Label", "l.id")},
+               'name', l.name, 'color', l.color) ORDER BY lower(l.name), l.id)
+             FROM task_labels tl JOIN labels l ON l.id = tl.label_id WHERE tl.task_id = t.id), '[]'),
+  'commentCount', (SELECT count(*) FROM comments c WHERE c.task_id = t.id)
+) ORDER BY t.position, t.id), '[]')::text FROM t, p
+"""
+
+DETAIL = f"""
+SELECT json_build_object(
+  'id', {gid("Task", "t.id")}, 'key', p.key || '-' || t.number, 'title', t.title,
+  'description', t.description, 'status', t.status,
+  'priority', ({PRIORITIES})[t.priority + 1], 'dueDate', t.due_date,
+  'createdAt', t.created_at,
+  'project', json_build_object('key', p.key, 'name', p.name),
+  'assignee', (SELECT json_build_object('id', {gid("User", "u.id")}, 'name', u.name)
+               FROM users u WHERE u.id = t.assignee_id),
+  'creator', (SELECT json_build_object('id', {gid("User", "u.id")}, 'name', u.name)
+              FROM users u WHERE u.id = t.creator_id),
+  'labels', coalesce((SELECT json_agg(json_build_object('id', {gid("Label", "l.id")},
+               'name', l.name, 'color', l.color) ORDER BY lower(l.name), l.id)
+             FROM task_labels tl JOIN labels l ON l.id = tl.label_id WHERE tl.task_id = t.id), '[]'),
+  'comments', json_build_object('nodes', coalesce((SELECT json_agg(json_build_object(
+               'id', {gid("Comment", "c.id")}, 'body', c.body, 'createdAt', c.created_at,
+               'author', json_build_object('id', {gid("User", "a.id")}, 'name', a.name))
+               ORDER BY c.created_at, c.id)
+             FROM (SELECT * FROM comments WHERE task_id = t.id ORDER BY created_at, id LIMIT 20) c
+             JOIN users a ON a.id = c.author_id), '[]')),
+  'activity', json_build_object('nodes', coalesce((SELECT json_agg(json_build_object(
+               'kind', x.kind, 'createdAt', x.created_at, 'changes', x.changes)
+               ORDER BY x.created_at DESC, x.id DESC)
+             FROM (SELECT * FROM activities WHERE task_id = t.id
+                   ORDER BY created_at DESC, id DESC LIMIT 10) x), '[]'))
+)::text
+FROM tasks t JOIN projects p ON p.id = t.project_id
+WHERE t.id = $1 AND {MEMBER.format(ws="t.workspace_id")}
+"""
+
+EXPORT = f"""
+WITH k AS (SELECT workspace_id FROM api_keys WHERE prefix = $2 AND secret_hash = $3
+           AND revoked_at IS NULL),
+w AS (SELECT w.id FROM workspaces w JOIN k ON k.workspace_id = w.id WHERE w.slug = $1),
+t AS (SELECT t.* FROM tasks t JOIN w ON t.workspace_id = w.id
+      ORDER BY t.created_at DESC, t.id DESC LIMIT 101)
+SELECT json_build_object('count', count(*), 'nodes', coalesce(json_agg(json_build_object(
+  'id', {gid("Task", "t.id")}, 'key', p.key || '-' || t.number, 'title', t.title,
+  'status', t.status, 'priority', ({PRIORITIES})[t.priority + 1], 'updatedAt', t.updated_at)
+  ORDER BY t.created_at DESC, t.id DESC), '[]'))::text
+FROM t JOIN projects p ON p.id = t.project_id
+"""
+
+ME = f"""
+SELECT json_build_object(
+  'me', (SELECT json_build_object('id', {gid("User", "u.id")}, 'name', u.name, 'email', u.email)
+         FROM users u WHERE u.id = $1),
+  'workspaces', json_build_object('nodes', coalesce((SELECT json_agg(json_build_object(
+     'id', {gid("Workspace", "w.id")}, 'slug', w.slug, 'name', w.name, 'viewerRole', m.role,
+     'projects', json_build_object('nodes', coalesce((SELECT json_agg(json_build_object(
+         'id', {gid("Project", "p.id")}, 'key', p.key, 'name', p.name) ORDER BY p.key)
+       FROM projects p WHERE p.workspace_id = w.id AND p.archived_at IS NULL), '[]')))
+     ORDER BY w.slug)
+   FROM memberships m JOIN workspaces w ON w.id = m.workspace_id WHERE m.user_id = $1), '[]'))
+)::text
+"""
+
+CREATE = f"""
+WITH p AS (
+  UPDATE projects SET next_task_number = next_task_number + 1
+  WHERE id = $1 AND EXISTS (SELECT 1 FROM memberships m WHERE m.workspace_id = projects.workspace_id
+                            AND m.user_id = $3 AND m.role IN ('OWNER', 'ADMIN', 'MEMBER'))
+  RETURNING id, workspace_id, key, next_task_number - 1 AS number),
+ins AS (
+  INSERT INTO tasks (workspace_id, project_id, number, title, position, creator_id)
+  SELECT p.workspace_id, p.id, p.number, $2,
+         (SELECT coalesce(max(position), 0) + 1024 FROM tasks WHERE project_id = p.id), $3
+  FROM p RETURNING id, number, title, status, workspace_id, project_id),
+act AS (
+  INSERT INTO activities (workspace_id, project_id, task_id, task_key, kind, actor_user_id, changes)
+  SELECT ins.workspace_id, ins.project_id, ins.id, p.key || '-' || ins.number, 'TASK_CREATED', $3,
+         json_build_array(json_build_object('field', 'title', 'from', null, 'to', ins.title))
+  FROM ins, p)
+SELECT json_build_object('id', {gid("Task", "ins.id")}, 'key', p.key || '-' || ins.number,
+  'title', ins.title, 'status', ins.status)::text FROM ins, p
+"""
+
+UPDATE = f"""
+WITH old AS (
+  SELECT t.id, t.title, t.workspace_id, t.project_id, t.number FROM tasks t
+  WHERE t.id = $1 AND EXISTS (SELECT 1 FROM memberships m WHERE m.workspace_id = t.workspace_id
+                              AND m.user_id = $3 AND m.role IN ('OWNER', 'ADMIN', 'MEMBER'))
+  FOR UPDATE),
+upd AS (
+  UPDATE tasks SET title = $2, version = version + 1, updated_at = now()
+  FROM old WHERE tasks.id = old.id RETURNING tasks.id, tasks.title, tasks.version),
+act AS (
+  INSERT INTO activities (workspace_id, project_id, task_id, task_key, kind, actor_user_id, changes)
+  SELECT old.workspace_id, old.project_id, old.id,
+         (SELECT key FROM projects WHERE id = old.project_id) || '-' || old.number,
+         'TASK_UPDATED', $3,
+         json_build_array(json_build_object('field', 'title', 'from', old.title, 'to', $2::text))
+  FROM old)
+SELECT json_build_object('id', {gid("Task", "upd.id")}, 'title', upd.title,
+  'version', upd.version)::text FROM upd
+"""
+
+
+class Floor:
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.pool: asyncpg.Pool | None = None
+        self.statements = 0
+
+    async def fetch(self, sql: str, *args: Any) -> str | None:
+        assert self.pool is not None
+        self.statements += 1
+        return await self.pool.fetchval(sql, *args)  # type: ignore[no-any-return]
+
+    def user(self, headers: dict[bytes, bytes]) -> int:
+        token = headers.get(b"authorization", b"").decode().removeprefix("Bearer ")
+        return int(jwt.decode(token, SECRET, algorithms=["HS256"], issuer="taskgraph")["sub"])
+
+    async def answer(self, request: dict[str, Any], headers: dict[bytes, bytes]) -> bytes:
+        name, variables = request.get("operationName"), request.get("variables") or {}
+        if name == "Export":
+            secret = headers.get(b"authorization", b"").decode().removeprefix("Bearer ")
+            prefix = "_".join(secret.split("_")[:2])
+            digest = hashlib.sha256(secret.encode()).hexdigest()
+            raw = await self.fetch(EXPORT, variables["slug"], prefix, digest)
+            page = orjson.loads(raw or '{"count": 0, "nodes": []}')
+            nodes = page["nodes"][:100]
+            more = page["count"] > 100
+            info = {"hasNextPage": more, "endCursor": nodes[-1]["id"] if nodes else None}
+            data = {"workspace": {"tasks": {"pageInfo": info, "nodes": nodes}}}
+            return orjson.dumps({"data": data})
+        user = self.user(headers)
+        if name == "Board":
+            raw = await self.fetch(BOARD, db_id(variables["id"]), user)
+            return b'{"data":{"node":{"tasks":{"nodes":' + (raw or "[]").encode() + b"}}}}"
+        if name == "Detail":
+            raw = await self.fetch(DETAIL, db_id(variables["id"]), user)
+            return b'{"data":{"node":' + (raw or "null").encode() + b"}}"
+        if name == "Me":
+            return b'{"data":' + (await self.fetch(ME, user) or "null").encode() + b"}"
+        if name == "Create":
+            raw = await self.fetch(CREATE, db_id(variables["projectId"]), variables["title"], user)
+            task = raw.encode() if raw else b"null"
+            return b'{"data":{"createTask":{"task":' + task + b',"userErrors":[]}}}'
+        if name == "Update":
+            raw = await self.fetch(UPDATE, db_id(variables["id"]), variables["title"], user)
+            task = raw.encode() if raw else b"null"
+            return b'{"data":{"updateTask":{"task":' + task + b',"userErrors":[]}}}'
+        return b'{"errors":[{"message":"unknown operation"}]}'
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    self.pool = await asyncpg.create_pool(self.dsn, min_size=4, max_size=10)
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    if self.pool is not None:
+                        await self.pool.close()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        if self.pool is None:
+            self.pool = await asyncpg.create_pool(self.dsn, min_size=4, max_size=10)
+        payload = await self.answer(orjson.loads(b"".join(chunks)), dict(scope["headers"]))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+
+def create_app() -> Floor:
+    """uvicorn factory: the database from DATABASE_URL (asyncpg form)."""
+    url = os.environ["DATABASE_URL"].replace("postgresql+asyncpg://", "postgresql://")
+    return Floor(url)

@@ -1,0 +1,375 @@
+"""`python -m bench run`: seed (or reuse) a database, start each target with one worker, drive
+every operation over loopback HTTP, and report throughput, latency, SQL statements, server CPU
+and memory per operation."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psutil
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bench import load, ops
+from db.engine import make_engine
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+SECRET = "bench-secret-key-" + "0123456789" * 4
+TARGETS = {
+    "taskgraph": "graph.app:app_from_env",
+    "floor": "bench.floor:create_app",
+    "naive": "bench.naive:create_app",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def prepare(url: str, scale: float) -> dict[str, Any]:
+    """Migrate and seed the database when it is empty; gather the variables of the requests."""
+    from db.access import user_principal
+    from db.accounts import hash_password
+    from db.api_keys import create_api_key
+    from db.demo_data import DEMO_EMAIL, seed
+    from db.migrations import upgrade
+    from db.models import ApiScope
+    from graph.auth import issue_access_token
+    from graph.ids import to_global_id
+
+    engine = make_engine(url)
+    try:
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            tasks = (await conn.execute(text("SELECT count(*) FROM tasks"))).scalar_one()
+        expected = max(1, round(100_000 * scale))
+        if tasks == 0:
+            print(f"seeding scale {scale} ...", flush=True)
+            await seed(engine, scale=scale, password_hash=hash_password("taskgraph-demo"))
+        elif not expected * 0.9 <= tasks <= expected * 3:
+            # The create op adds tasks on every run; a database far off the scale is another one.
+            raise SystemExit(f"the database holds {tasks} tasks, not scale {scale}: use another")
+        async with AsyncSession(engine) as session:
+            user_id = (
+                await session.execute(
+                    text("SELECT id FROM users WHERE email = :e"), {"e": DEMO_EMAIL}
+                )
+            ).scalar_one()
+            principal = await user_principal(session, user_id)
+            assert principal is not None
+            workspace_id = min(principal.readable_workspace_ids)
+            slug = (
+                await session.execute(
+                    text("SELECT slug FROM workspaces WHERE id = :w"), {"w": workspace_id}
+                )
+            ).scalar_one()
+            projects = (
+                (
+                    await session.execute(
+                        text("SELECT id FROM projects WHERE workspace_id = :w ORDER BY id"),
+                        {"w": workspace_id},
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            task_ids = (
+                (
+                    await session.execute(
+                        text("SELECT id FROM tasks WHERE workspace_id = :w ORDER BY id LIMIT 2000"),
+                        {"w": workspace_id},
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            key = await create_api_key(session, principal, workspace_id, "bench", [ApiScope.READ])
+            await session.commit()
+        token = issue_access_token(SECRET, user_id, timedelta(hours=6))[0]
+        return {
+            "token": token,
+            "api_key": key.secret,
+            "export_slug": slug,
+            "projects": [to_global_id("Project", p) for p in projects],
+            "tasks": [to_global_id("Task", t) for t in task_ids],
+        }
+    finally:
+        await engine.dispose()
+
+
+async def statements_per_request(target: str, url: str, built: dict[str, ops.Op]) -> dict[str, int]:
+    """Statements one request of each op sends, counted in-process on the target's engine."""
+    import httpx
+
+    os.environ["DATABASE_URL"] = url
+    os.environ["SECRET_KEY"] = SECRET
+    counts: dict[str, int] = {}
+    if target == "floor":
+        from bench.floor import Floor
+
+        floor = Floor(url.replace("postgresql+asyncpg://", "postgresql://"))
+        import asyncpg
+
+        floor.pool = await asyncpg.create_pool(floor.dsn, min_size=1, max_size=2)
+        try:
+            for name, op in built.items():
+                request = op.requests[0]
+                floor.statements = 0
+                await floor.answer(
+                    json.loads(request.body), {b"authorization": f"Bearer {request.token}".encode()}
+                )
+                counts[name] = floor.statements
+        finally:
+            await floor.pool.close()
+        return counts
+    if target == "naive":
+        from bench import naive
+
+        app: Any = naive.create_app()
+        sync_engine = naive.engine.sync_engine
+    else:
+        from graph.app import create_app
+        from graph.settings import load_settings
+
+        engine = make_engine(url)
+        app = create_app(load_settings(), engine=engine)
+        sync_engine = engine.sync_engine
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(args[2])
+
+    event.listen(sync_engine, "before_cursor_execute", record)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        for name, op in built.items():
+            request = op.requests[1]
+            seen.clear()
+            response = await client.post(
+                "/graphql",
+                content=request.body,
+                headers={
+                    "authorization": f"Bearer {request.token}",
+                    "content-type": "application/json",
+                },
+            )
+            if response.status_code != 200 or "errors" in response.json():
+                raise SystemExit(f"{target} {name}: {response.text[:800]}")
+            counts[name] = len(seen)
+    event.remove(sync_engine, "before_cursor_execute", record)
+    return counts
+
+
+class Server:
+    def __init__(self, target: str, url: str) -> None:
+        self.port = _free_port()
+        env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": SECRET, "GRAPHIQL": "false"}
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            TARGETS[target],
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+        self.process = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    break
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"{target} did not start") from None
+                time.sleep(0.1)
+        self.ps = psutil.Process(self.process.pid)
+        self.peak_rss = 0
+        self._sampling = False
+
+    def cpu(self) -> float:
+        times = self.ps.cpu_times()
+        return float(times.user + times.system)
+
+    def _sample(self) -> None:
+        while self._sampling:
+            self.peak_rss = max(self.peak_rss, self.ps.memory_info().rss)
+            time.sleep(0.1)
+
+    def measure(self) -> threading.Thread:
+        self._sampling = True
+        thread = threading.Thread(target=self._sample, daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._sampling = False
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def run_target(
+    target: str, url: str, built: dict[str, ops.Op], args: argparse.Namespace
+) -> dict[str, Any]:
+    server = Server(target, url)
+    results: dict[str, Any] = {}
+    try:
+        for name, op in built.items():
+            requests = [(r.body, r.token) for r in op.requests]
+            load.run(
+                "127.0.0.1",
+                server.port,
+                requests,
+                concurrency=args.concurrency,
+                seconds=args.warmup,
+                processes=args.clients,
+            )
+            cpu0 = server.cpu()
+            server.measure()
+            measured = load.run(
+                "127.0.0.1",
+                server.port,
+                requests,
+                concurrency=args.concurrency,
+                seconds=args.duration,
+                processes=args.clients,
+            )
+            server_cpu = server.cpu() - cpu0
+            lat = measured.latencies_ms
+            results[name] = {
+                "requests": measured.requests,
+                "errors": measured.errors,
+                "rps": measured.requests / measured.seconds if measured.seconds else 0.0,
+                "p50_ms": load.percentile(lat, 50),
+                "p95_ms": load.percentile(lat, 95),
+                "p99_ms": load.percentile(lat, 99),
+                "server_cpu_ms_per_request": 1000 * server_cpu / max(1, measured.requests),
+                "client_cpu_s": measured.client_cpu_seconds,
+                "server_cpu_s": server_cpu,
+                "peak_rss_mb": server.peak_rss / 2**20,
+            }
+            row = results[name]
+            print(
+                f"{target:10s} {name:7s} {row['rps']:8.1f} req/s  p50 {row['p50_ms']:7.1f}  "
+                f"p95 {row['p95_ms']:7.1f}  p99 {row['p99_ms']:7.1f} ms  "
+                f"cpu {row['server_cpu_ms_per_request']:6.2f} ms/req  "
+                f"client cpu {row['client_cpu_s']:5.1f}s vs server {server_cpu:5.1f}s  "
+                f"rss {row['peak_rss_mb']:5.0f} MB  errors {row['errors']}",
+                flush=True,
+            )
+    finally:
+        server.stop()
+    return results
+
+
+def database_url(args: argparse.Namespace) -> str:
+    if args.database_url:
+        url: str = args.database_url
+        return (
+            url if "+asyncpg" in url else url.replace("postgresql://", "postgresql+asyncpg://", 1)
+        )
+    from db.embedded import start
+
+    return start(ROOT / ".data" / f"bench-{args.scale:g}", keep_running=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="run the benchmark")
+    p.add_argument("--ops", default=",".join(ops.ALL_OPS))
+    p.add_argument("--targets", default=",".join(TARGETS))
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per op and target")
+    p.add_argument("--warmup", type=float, default=2.0)
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--clients", type=int, default=2, help="client processes")
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
+    p.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    chosen_ops = tuple(o for o in args.ops.split(",") if o)
+    unknown = set(chosen_ops) - set(ops.ALL_OPS)
+    if unknown:
+        parser.error(f"unknown ops: {', '.join(sorted(unknown))}")
+    url = database_url(args)
+    fixtures = asyncio.run(prepare(url, args.scale))
+    built = ops.build(fixtures, chosen_ops)
+    report: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "cpu": _cpu_model(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(),
+        },
+        "settings": {k: v for k, v in vars(args).items() if k not in ("output", "database_url")},
+        "targets": {},
+    }
+    for target in (t for t in args.targets.split(",") if t):
+        statements = asyncio.run(statements_per_request(target, url, built))
+        results = run_target(target, url, built, args)
+        for name, count in statements.items():
+            results[name]["statements_per_request"] = count
+        report["targets"][target] = results
+    _summary(report)
+    output = args.output or RESULTS / f"{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2))
+    print(f"results: {output}")
+    return 0
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _summary(report: dict[str, Any]) -> None:
+    targets = report["targets"]
+    print("\nop       taskgraph req/s  stmts  floor ratio  naive ratio  p99 / floor p99")
+    for name, row in targets.get("taskgraph", {}).items():
+        floor = targets.get("floor", {}).get(name)
+        naive = targets.get("naive", {}).get(name)
+        ratio = f"{row['rps'] / floor['rps']:.2f}x" if floor and floor["rps"] else "-"
+        over_naive = f"{row['rps'] / naive['rps']:.1f}x" if naive and naive["rps"] else "-"
+        p99 = f"{row['p99_ms'] / floor['p99_ms']:.1f}x" if floor and floor["p99_ms"] else "-"
+        print(
+            f"{name:8s} {row['rps']:15.1f}  {row['statements_per_request']:5d}  {ratio:>11s}  "
+            f"{over_naive:>11s}  {p99:>15s}"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
