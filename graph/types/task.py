@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import enum
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any
@@ -12,6 +14,7 @@ from db.models import TaskPriority as DbPriority
 from db.models import TaskStatus as DbStatus
 from graph.context import context_of
 from graph.ids import to_global_id
+from graph.lookahead import item_fields
 from graph.types.common import (
     Connection,
     Node,
@@ -129,7 +132,51 @@ async def task_connection(
     async def total() -> int:
         return await ctx.loaders.task_count(parent, flt).load(parent_id)
 
-    return connection(page, Task.from_row, total)
+    result = connection(page, Task.from_row, total)
+    await prefetch(info, result.nodes)
+    return result
+
+
+async def prefetch(info: strawberry.Info, tasks: list[Task]) -> None:
+    """Load what the query asks of every task of a page at once (one batch per relationship),
+    so that the per-task fields below resolve without awaiting."""
+    if not tasks:
+        return
+    wanted = item_fields(info)
+    loaders = context_of(info).loaders
+    ids = [t.db_id for t in tasks]
+    jobs: dict[str, Any] = {}
+    if "assignee" in wanted or "creator" in wanted:
+        people = {t.assignee_id for t in tasks if t.assignee_id is not None}
+        people |= {t.creator_id for t in tasks} if "creator" in wanted else set()
+        jobs["people"] = loaders.user.load_many(sorted(people))
+    if "labels" in wanted:
+        jobs["labels"] = loaders.labels_of_task.load_many(ids)
+    if "commentCount" in wanted:
+        jobs["comment_count"] = loaders.comment_count.load_many(ids)
+    if "key" in wanted or "project" in wanted:
+        jobs["projects"] = loaders.project.load_many(sorted({t.project_id for t in tasks}))
+    if not jobs:
+        return
+    done = dict(zip(jobs, await asyncio.gather(*jobs.values()), strict=True))
+    from graph.types.label import Label
+    from graph.types.project import Project
+
+    people_by_id = {row.id: User.from_row(row) for row in done.get("people", []) if row is not None}
+    projects_by_id = {row.id: row for row in done.get("projects", []) if row is not None}
+    for i, task in enumerate(tasks):
+        pre = task._pre = {}
+        if "people" in done:
+            pre["assignee"] = people_by_id.get(task.assignee_id) if task.assignee_id else None
+            pre["creator"] = people_by_id.get(task.creator_id)
+        if "labels" in done:
+            pre["labels"] = [Label.from_row(row) for row in done["labels"][i]]
+        if "comment_count" in done:
+            pre["comment_count"] = done["comment_count"][i]
+        if "projects" in done:
+            project = projects_by_id[task.project_id]
+            pre["key"] = f"{project.key}-{task.number}"
+            pre["project"] = Project.from_row(project)
 
 
 @strawberry.type
@@ -155,6 +202,8 @@ class Task(Node):
     project_id: strawberry.Private[int]
     assignee_id: strawberry.Private[int | None]
     creator_id: strawberry.Private[int]
+    # Relationship values loaded ahead by the list the task came in (see `prefetch`).
+    _pre: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: Any) -> Task:
@@ -178,34 +227,58 @@ class Task(Node):
             updated_at=row.updated_at,
         )
 
+    # Each relationship field returns the value a list prefetched, or else an awaitable that
+    # loads it: synchronous resolvers keep graphql-core off its slower async path.
     @strawberry.field(description='Human key, project key and number, e.g. "ENG-42".')
-    async def key(self, info: strawberry.Info) -> str:
+    def key(self, info: strawberry.Info) -> str:
+        if "key" in self._pre:
+            return self._pre["key"]  # type: ignore[no-any-return]
+        return self._load_key(info)  # type: ignore[return-value]
+
+    async def _load_key(self, info: strawberry.Info) -> str:
         project = await context_of(info).loaders.project.load(self.project_id)
         return f"{project.key}-{self.number}"
 
     @strawberry.field
-    async def project(
+    def project(
         self, info: strawberry.Info
     ) -> Annotated[Project, strawberry.lazy("graph.types.project")]:
+        if "project" in self._pre:
+            return self._pre["project"]  # type: ignore[no-any-return]
+        return self._load_project(info)  # type: ignore[return-value]
+
+    async def _load_project(self, info: strawberry.Info) -> Any:
         from graph.types.project import Project
 
         return Project.from_row(await context_of(info).loaders.project.load(self.project_id))
 
     @strawberry.field
-    async def assignee(self, info: strawberry.Info) -> User | None:
+    def assignee(self, info: strawberry.Info) -> User | None:
         if self.assignee_id is None:
             return None
-        row = await context_of(info).loaders.user.load(self.assignee_id)
+        if "assignee" in self._pre:
+            return self._pre["assignee"]  # type: ignore[no-any-return]
+        return self._load_user(info, self.assignee_id)  # type: ignore[return-value]
+
+    @strawberry.field
+    def creator(self, info: strawberry.Info) -> User:
+        if "creator" in self._pre:
+            return self._pre["creator"]  # type: ignore[no-any-return]
+        return self._load_user(info, self.creator_id)  # type: ignore[return-value]
+
+    async def _load_user(self, info: strawberry.Info, user_id: int) -> User | None:
+        row = await context_of(info).loaders.user.load(user_id)
         return User.from_row(row) if row is not None else None
 
     @strawberry.field
-    async def creator(self, info: strawberry.Info) -> User:
-        return User.from_row(await context_of(info).loaders.user.load(self.creator_id))
-
-    @strawberry.field
-    async def labels(
+    def labels(
         self, info: strawberry.Info
     ) -> list[Annotated[Label, strawberry.lazy("graph.types.label")]]:
+        if "labels" in self._pre:
+            return self._pre["labels"]  # type: ignore[no-any-return]
+        return self._load_labels(info)  # type: ignore[return-value]
+
+    async def _load_labels(self, info: strawberry.Info) -> list[Any]:
         from graph.types.label import Label
 
         rows = await context_of(info).loaders.labels_of_task.load(self.db_id)
@@ -224,8 +297,10 @@ class Task(Node):
         )
 
     @strawberry.field
-    async def comment_count(self, info: strawberry.Info) -> int:
-        return await context_of(info).loaders.comment_count.load(self.db_id)
+    def comment_count(self, info: strawberry.Info) -> int:
+        if "comment_count" in self._pre:
+            return self._pre["comment_count"]  # type: ignore[no-any-return]
+        return context_of(info).loaders.comment_count.load(self.db_id)  # type: ignore[return-value]
 
     @strawberry.field(description="What happened to the task, newest first.")
     async def activity(
