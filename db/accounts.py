@@ -86,15 +86,6 @@ async def users_by_ids(
     return {row.id: row for row in (await session.execute(stmt)).all()}
 
 
-async def member_user_ids(
-    session: AsyncSession, workspace_id: int, user_ids: Sequence[int]
-) -> set[int]:
-    stmt = select(M.c.user_id).where(
-        M.c.workspace_id == workspace_id, any_id(M.c.user_id, user_ids)
-    )
-    return set((await session.execute(stmt)).scalars())
-
-
 async def sign_up(session: AsyncSession, email: str, name: str, password: str) -> Any:
     email = normalise_email(email)
     problems = check_email(email, "input", "email") + check_name(name, "input", "name")

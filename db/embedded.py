@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -42,10 +41,6 @@ def _ensure_database(server: object, name: str) -> None:
     out = server.psql(query)  # type: ignore[attr-defined]
     if "(1 row)" not in out:
         server.psql(f'CREATE DATABASE "{name}";')  # type: ignore[attr-defined]
-
-
-def running_as_root() -> bool:
-    return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def stop(pgdata: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.pagination import Page, PageArgs, SortKey, fetch_page, fetch_pages_per_parent
@@ -50,7 +50,3 @@ async def counts_by_parent(
     for row in (await session.execute(query)).all():
         counts[row.parent] = row.n
     return counts
-
-
-def select_all(table: Any) -> Select[Any]:
-    return select(table)
