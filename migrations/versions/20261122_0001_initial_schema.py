@@ -3,6 +3,28 @@
 Revision ID: 0001
 Revises:
 Create Date: 2026-11-22 13:48:41.563806
+
+Why each index exists (besides primary keys and unique constraints):
+- uq_users_email_lower: log-in and sign-up look e-mails up regardless of case, and keep
+  them unique that way.
+- ix_memberships_user_id: every authenticated request loads the user's workspaces.
+- ix_tasks_workspace_id_created_at: workspace task lists, newest first (the default order),
+  and the partner export.
+- ix_tasks_project_id_position: boards list a project's tasks by position; also serves
+  task counts per project and the project foreign key.
+- ix_tasks_assignee_id, ix_tasks_creator_id: assignee filters, and deleting or unassigning a
+  user without scanning tasks.
+- uq_labels_workspace_id_name_lower: label names are unique per workspace regardless of case;
+  also serves the workspace foreign key.
+- ix_task_labels_label_id: label filters (tasks carrying a label) and label deletion; the
+  primary key (task_id, label_id) serves task -> labels.
+- ix_comments_task_id_created_at: a task's comments, oldest first, and comment counts.
+- ix_comments_author_id, ix_api_keys_created_by_id, ix_activities_actor_user_id,
+  ix_activities_actor_api_key_id, ix_activities_project_id, ix_api_keys_workspace_id,
+  ix_refresh_tokens_user_id: foreign keys, so that deleting the referenced row does not scan.
+- ix_activities_task_id_created_at: a task's history, newest first.
+- ix_activities_workspace_id_created_at: a workspace's recent activity.
+- ix_refresh_tokens_family_id: reusing a rotated refresh token revokes its whole family.
 """
 
 from collections.abc import Sequence
