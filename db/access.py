@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import MappingProxyType
 
 from sqlalchemy import select
@@ -76,11 +77,31 @@ class Principal:
 ANONYMOUS = Principal()
 
 
-async def user_principal(session: AsyncSession, user_id: int) -> Principal | None:
-    """The principal of a signed-in user, or None when the user no longer exists."""
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """The signed-in user as they see themselves, shaped like a row of `users_by_ids`."""
+
+    id: int
+    name: str
+    email: str
+    created_at: datetime
+    visible: bool = True
+    email_visible: bool = True
+
+
+async def signed_in(session: AsyncSession, user_id: int) -> tuple[Principal, Viewer] | None:
+    """The principal of a signed-in user and their own profile, in one statement; None when
+    the user no longer exists."""
     rows = (
         await session.execute(
-            select(User.id, Membership.workspace_id, Membership.role)
+            select(
+                User.id,
+                User.name,
+                User.email,
+                User.created_at,
+                Membership.workspace_id,
+                Membership.role,
+            )
             .select_from(User)
             .outerjoin(Membership, Membership.user_id == User.id)
             .where(User.id == user_id)
@@ -89,4 +110,12 @@ async def user_principal(session: AsyncSession, user_id: int) -> Principal | Non
     if not rows:
         return None
     roles = {row.workspace_id: Role(row.role) for row in rows if row.workspace_id is not None}
-    return Principal(user_id=user_id, roles=MappingProxyType(roles))
+    first = rows[0]
+    viewer = Viewer(first.id, first.name, first.email, first.created_at)
+    return Principal(user_id=user_id, roles=MappingProxyType(roles)), viewer
+
+
+async def user_principal(session: AsyncSession, user_id: int) -> Principal | None:
+    """The principal of a signed-in user, or None when the user no longer exists."""
+    found = await signed_in(session, user_id)
+    return found[0] if found is not None else None

@@ -60,8 +60,9 @@ def create_app(
     async def get_context(request: Request) -> AsyncIterator[Context]:
         async with sessions() as session:
             auth_error: Unauthenticated | None = None
+            viewer = None
             try:
-                principal = await authenticate(
+                principal, viewer = await authenticate(
                     request.headers.get("authorization"),
                     secret_key=secret_key,
                     session=session,
@@ -70,6 +71,8 @@ def create_app(
                 principal, auth_error = ANONYMOUS, exc
             context = Context(session, principal, settings)
             context.auth_error = auth_error
+            if viewer is not None:
+                context.loaders.user.prime(viewer.id, viewer)
             try:
                 yield context
             finally:

@@ -13,7 +13,7 @@ import jwt
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import api_keys
-from db.access import ANONYMOUS, Principal, user_principal
+from db.access import ANONYMOUS, Principal, Viewer, signed_in
 from db.errors import Unauthenticated
 
 ALGORITHM = "HS256"
@@ -47,16 +47,18 @@ def user_id_from_token(secret_key: str, token: str) -> int:
 
 async def authenticate(
     authorization: str | None, *, secret_key: str, session: AsyncSession
-) -> Principal:
+) -> tuple[Principal, Viewer | None]:
+    """The principal, and for a signed-in user their own profile (so that `me` and other
+    reads of the viewer need no statement of their own)."""
     if not authorization:
-        return ANONYMOUS
+        return ANONYMOUS, None
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("Use `Authorization: Bearer <access token or API key>`.")
     if api_keys.looks_like_api_key(token):
-        return await api_keys.authenticate(session, token)
-    principal = await user_principal(session, user_id_from_token(secret_key, token))
-    if principal is None:
+        return await api_keys.authenticate(session, token), None
+    found = await signed_in(session, user_id_from_token(secret_key, token))
+    if found is None:
         raise Unauthenticated("The account no longer exists.")
-    return principal
+    return found
