@@ -10,10 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import BigInteger, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db import raw
 from db.models import ApiScope, Membership, Role, User
 
 _RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
@@ -89,24 +91,26 @@ class Viewer:
     email_visible: bool = True
 
 
+def _signed_in() -> Any:
+    return (
+        select(
+            User.id,
+            User.name,
+            User.email,
+            User.created_at,
+            Membership.workspace_id,
+            Membership.role,
+        )
+        .select_from(User)
+        .outerjoin(Membership, Membership.user_id == User.id)
+        .where(User.id == bindparam("user_id", type_=BigInteger))
+    )
+
+
 async def signed_in(session: AsyncSession, user_id: int) -> tuple[Principal, Viewer] | None:
     """The principal of a signed-in user and their own profile, in one statement; None when
     the user no longer exists."""
-    rows = (
-        await session.execute(
-            select(
-                User.id,
-                User.name,
-                User.email,
-                User.created_at,
-                Membership.workspace_id,
-                Membership.role,
-            )
-            .select_from(User)
-            .outerjoin(Membership, Membership.user_id == User.id)
-            .where(User.id == user_id)
-        )
-    ).all()
+    rows = await raw.rows(session, "signed_in", _signed_in, user_id=user_id)
     if not rows:
         return None
     roles = {row.workspace_id: Role(row.role) for row in rows if row.workspace_id is not None}

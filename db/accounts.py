@@ -12,14 +12,14 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import exists, func, insert, select, update
+from sqlalchemy import BigInteger, any_, bindparam, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import validation
+from db import raw, validation
 from db.access import Principal
 from db.models import Membership, RefreshToken, User
 from db.results import Problem, ProblemCode, Rejected, reject
-from db.sql import any_id
+from db.sql import ids_param
 
 U = User.__table__
 M = Membership.__table__
@@ -68,22 +68,34 @@ async def users_by_ids(
     principal can read). `email_visible`: the e-mail is shown to the user and to members of a
     workspace the user belongs to; an API key is no member, so it never sees e-mails.
     """
-    is_self = U.c.id == (principal.user_id if principal.user_id is not None else -1)
+    rows = await raw.rows(
+        session,
+        "users_by_ids",
+        _users_by_ids,
+        ids=list(ids),
+        me=principal.user_id if principal.user_id is not None else -1,
+        member_of=list(principal.roles),
+        readable=principal.readable_workspace_ids,
+    )
+    return {row.id: row for row in rows}
+
+
+def _users_by_ids() -> Any:
+    is_self = U.c.id == bindparam("me", type_=BigInteger)
     co_member = exists().where(
-        M.c.user_id == U.c.id, any_id(M.c.workspace_id, list(principal.roles))
+        M.c.user_id == U.c.id, M.c.workspace_id == any_(ids_param("member_of"))
     )
     in_readable = exists().where(
-        M.c.user_id == U.c.id, any_id(M.c.workspace_id, principal.readable_workspace_ids)
+        M.c.user_id == U.c.id, M.c.workspace_id == any_(ids_param("readable"))
     )
-    stmt = select(
+    return select(
         U.c.id,
         U.c.name,
         U.c.email,
         U.c.created_at,
         (is_self | in_readable).label("visible"),
         (is_self | co_member).label("email_visible"),
-    ).where(any_id(U.c.id, ids))
-    return {row.id: row for row in (await session.execute(stmt)).all()}
+    ).where(U.c.id == any_(ids_param("ids")))
 
 
 async def sign_up(session: AsyncSession, email: str, name: str, password: str) -> Any:

@@ -6,14 +6,15 @@ import enum
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import any_, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db import raw
 from db.access import Principal
 from db.lists import counts_by_parent, pages_by_parent
 from db.models import Activity, ActivityKind
-from db.pagination import Page, PageArgs, SortKey
-from db.sql import any_id
+from db.pagination import Page, PageArgs, SortKey, Source
+from db.sql import ids_param
 
 A = Activity.__table__
 
@@ -22,25 +23,32 @@ ACTIVITY_KEYS = (
     SortKey("created", A.c.created_at, "datetime", descending=True),
     SortKey("id", A.c.id, "int", descending=True),
 )
+_ALL = Source("activities", lambda: select(A))
 
 
 async def activity_pages(
     session: AsyncSession, task_ids: Sequence[int], args: PageArgs
 ) -> dict[int, Page]:
-    return await pages_by_parent(session, select(A), A.c.task_id, task_ids, ACTIVITY_KEYS, args)
+    return await pages_by_parent(session, _ALL, A.c.task_id, task_ids, ACTIVITY_KEYS, args)
 
 
 async def activity_counts(session: AsyncSession, task_ids: Sequence[int]) -> dict[int, int]:
-    return await counts_by_parent(session, select(A), A.c.task_id, task_ids)
+    return await counts_by_parent(session, _ALL, A.c.task_id, task_ids)
 
 
 async def activities_by_ids(
     session: AsyncSession, principal: Principal, ids: Sequence[int]
 ) -> dict[int, Any]:
-    stmt = select(A).where(
-        any_id(A.c.id, ids), any_id(A.c.workspace_id, principal.readable_workspace_ids)
+    rows = await raw.rows(
+        session,
+        "activities_by_ids",
+        lambda: select(A).where(
+            A.c.id == any_(ids_param("ids")), A.c.workspace_id == any_(ids_param("readable"))
+        ),
+        ids=list(ids),
+        readable=principal.readable_workspace_ids,
     )
-    return {row.id: row for row in (await session.execute(stmt)).all()}
+    return {row.id: row for row in rows}
 
 
 def change(field: str, before: object, after: object) -> dict[str, str | None]:

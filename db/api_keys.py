@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db import raw
 from db.access import Principal
 from db.errors import Unauthenticated
 from db.models import ApiKey, ApiScope
@@ -119,7 +120,13 @@ async def authenticate(session: AsyncSession, secret: str) -> Principal:
     prefix = _split(secret)
     if prefix is None:
         raise Unauthenticated("Malformed API key.")
-    row = (await session.execute(select(K).where(K.c.prefix == prefix))).first()
+    found = await raw.rows(
+        session,
+        "api_key_by_prefix",
+        lambda: select(K).where(K.c.prefix == bindparam("prefix")),
+        prefix=prefix,
+    )
+    row = found[0] if found else None
     if (
         row is None
         or not hmac.compare_digest(row.secret_hash, _hash(secret))

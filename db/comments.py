@@ -5,17 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import any_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import activities, validation
+from db import activities, raw, validation
 from db.access import Principal
 from db.lists import counts_by_parent, pages_by_parent
 from db.models import ActivityKind, Comment, Project, Task
-from db.pagination import Page, PageArgs, SortKey
+from db.pagination import Page, PageArgs, SortKey, Source
 from db.permissions import require_task_editor
 from db.results import Problem, ProblemCode, Rejected, reject
-from db.sql import any_id
+from db.sql import ids_param
 
 C = Comment.__table__
 T = Task.__table__
@@ -23,27 +23,36 @@ P = Project.__table__
 
 # Oldest first, like a conversation.
 COMMENT_KEYS = (SortKey("created", C.c.created_at, "datetime"), SortKey("id", C.c.id, "int"))
+_ALL = Source("comments", lambda: select(C))
 
 
 async def comment_pages(
     session: AsyncSession, task_ids: Sequence[int], args: PageArgs
 ) -> dict[int, Page]:
-    return await pages_by_parent(session, select(C), C.c.task_id, task_ids, COMMENT_KEYS, args)
+    return await pages_by_parent(session, _ALL, C.c.task_id, task_ids, COMMENT_KEYS, args)
 
 
 async def comment_counts(session: AsyncSession, task_ids: Sequence[int]) -> dict[int, int]:
-    return await counts_by_parent(session, select(C), C.c.task_id, task_ids)
+    return await counts_by_parent(session, _ALL, C.c.task_id, task_ids)
 
 
 async def comments_by_ids(
     session: AsyncSession, principal: Principal, ids: Sequence[int]
 ) -> dict[int, Any]:
-    stmt = (
-        select(C)
-        .join(T, T.c.id == C.c.task_id)
-        .where(any_id(C.c.id, ids), any_id(T.c.workspace_id, principal.readable_workspace_ids))
+    rows = await raw.rows(
+        session,
+        "comments_by_ids",
+        lambda: (
+            select(C)
+            .join(T, T.c.id == C.c.task_id)
+            .where(
+                C.c.id == any_(ids_param("ids")), T.c.workspace_id == any_(ids_param("readable"))
+            )
+        ),
+        ids=list(ids),
+        readable=principal.readable_workspace_ids,
     )
-    return {row.id: row for row in (await session.execute(stmt)).all()}
+    return {row.id: row for row in rows}
 
 
 # Commands. Members (and WRITE keys) comment; authors edit their own comments; authors and

@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, literal_column, select, update
+from sqlalchemy import any_, delete, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import activities, validation
+from db import activities, raw, validation
 from db.access import Principal
 from db.models import ActivityKind, Label, Project, Task, TaskLabel
 from db.permissions import require_admin
 from db.results import Problem, ProblemCode, Rejected, reject
-from db.sql import any_id
+from db.sql import ids_param
 
 L = Label.__table__
 T = Task.__table__
@@ -27,13 +27,17 @@ TL = TaskLabel.__table__
 async def labels_by_workspace(
     session: AsyncSession, workspace_ids: Sequence[int]
 ) -> dict[int, list[Any]]:
-    stmt = (
-        select(L)
-        .where(any_id(L.c.workspace_id, workspace_ids))
-        .order_by(L.c.workspace_id, func.lower(L.c.name), L.c.id)
-    )
     labels: dict[int, list[Any]] = {wid: [] for wid in workspace_ids}
-    for row in (await session.execute(stmt)).all():
+    for row in await raw.rows(
+        session,
+        "labels_by_workspace",
+        lambda: (
+            select(L)
+            .where(L.c.workspace_id == any_(ids_param("ids")))
+            .order_by(L.c.workspace_id, func.lower(L.c.name), L.c.id)
+        ),
+        ids=list(workspace_ids),
+    ):
         labels[row.workspace_id].append(row)
     return labels
 
@@ -41,10 +45,16 @@ async def labels_by_workspace(
 async def labels_by_ids(
     session: AsyncSession, principal: Principal, ids: Sequence[int]
 ) -> dict[int, Any]:
-    stmt = select(L).where(
-        any_id(L.c.id, ids), any_id(L.c.workspace_id, principal.readable_workspace_ids)
+    rows = await raw.rows(
+        session,
+        "labels_by_ids",
+        lambda: select(L).where(
+            L.c.id == any_(ids_param("ids")), L.c.workspace_id == any_(ids_param("readable"))
+        ),
+        ids=list(ids),
+        readable=principal.readable_workspace_ids,
     )
-    return {row.id: row for row in (await session.execute(stmt)).all()}
+    return {row.id: row for row in rows}
 
 
 # Commands. Labels are managed by workspace admins.

@@ -5,20 +5,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func
+from sqlalchemy import BigInteger, ColumnElement, Select, any_, bindparam, func
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.pagination import Page, PageArgs, SortKey, fetch_page, fetch_pages_per_parent
-from db.sql import any_id
+from db import raw
+from db.pagination import (
+    Page,
+    PageArgs,
+    SortKey,
+    Source,
+    column_key,
+    fetch_page,
+    fetch_pages_per_parent,
+    parents_param,
+)
 
 
 async def pages_by_parent(
     session: AsyncSession,
-    stmt: Select[Any],
+    source: Source,
     parent: ColumnElement[Any],
     parent_ids: Sequence[int],
     keys: Sequence[SortKey],
     args: PageArgs,
+    **params: Any,
 ) -> dict[int, Page]:
     """A page of children for every parent.
 
@@ -27,26 +37,39 @@ async def pages_by_parent(
     offered on single-parent lists.
     """
     if len(parent_ids) == 1 or args.last is not None or args.before is not None:
+        one = Source(
+            ("child", source.key, column_key(parent)),
+            lambda: source.build().where(parent == bindparam("tg_parent", type_=BigInteger)),
+        )
         pages = {}
         for pid in parent_ids:
-            pages[pid] = await fetch_page(session, stmt.where(parent == pid), keys, args)
+            pages[pid] = await fetch_page(session, one, keys, args, tg_parent=pid, **params)
         return pages
     return await fetch_pages_per_parent(
-        session, stmt, parent, parent_ids, keys, args.first, args.after
+        session, source, parent, parent_ids, keys, args.first, args.after, **params
     )
 
 
 async def counts_by_parent(
-    session: AsyncSession, stmt: Select[Any], parent: ColumnElement[Any], parent_ids: Sequence[int]
+    session: AsyncSession,
+    source: Source,
+    parent: ColumnElement[Any],
+    parent_ids: Sequence[int],
+    **params: Any,
 ) -> dict[int, int]:
-    """`count(*)` of `stmt` per parent; parents without rows count 0."""
-    query = (
-        stmt.with_only_columns(parent.label("parent"), func.count().label("n"))
-        .where(any_id(parent, parent_ids))
-        .group_by(parent)
-        .order_by(None)
-    )
+    """`count(*)` of `source` per parent; parents without rows count 0."""
+
+    def build() -> Select[Any]:
+        return (
+            source.build()
+            .with_only_columns(parent.label("parent"), func.count().label("n"))
+            .where(parent == any_(parents_param()))
+            .group_by(parent)
+            .order_by(None)
+        )
+
+    key = ("counts", source.key, column_key(parent))
     counts = dict.fromkeys(parent_ids, 0)
-    for row in (await session.execute(query)).all():
-        counts[row.parent] = row.n
+    for row in await raw.rows(session, key, build, tg_parents=list(parent_ids), **params):
+        counts[row["parent"]] = row["n"]
     return counts

@@ -9,17 +9,30 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
 
 import orjson
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, tuple_
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    any_,
+    bindparam,
+    func,
+    or_,
+    select,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db import raw
 from db.errors import InvalidArgument
-from db.sql import any_id
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
@@ -36,6 +49,16 @@ class SortKey:
 
     def reversed(self) -> SortKey:
         return SortKey(self.name, self.expr, self.kind, not self.descending)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """The base statement of a list. `build` makes it; `key` says what it depends on, so that
+    the statements derived from it are built and compiled once (`db.raw`). Values that vary
+    per call are `bindparam`s, given as keyword parameters when the list is fetched."""
+
+    key: Hashable
+    build: Callable[[], Select[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,11 +153,22 @@ def _after(keys: Sequence[SortKey], values: Sequence[Any]) -> ColumnElement[bool
     return or_(*clauses)
 
 
+def _after_cursor(keys: Sequence[SortKey]) -> ColumnElement[bool]:
+    """`_after` with the cursor's values as parameters `tg_c0`, `tg_c1`, ..."""
+    return _after(keys, [bindparam(f"tg_c{i}", type_=k.expr.type) for i, k in enumerate(keys)])
+
+
+def _cursor_params(values: Sequence[Any] | None) -> dict[str, Any]:
+    return {} if values is None else {f"tg_c{i}": v for i, v in enumerate(values)}
+
+
 def _order(keys: Sequence[SortKey]) -> list[ColumnElement[Any]]:
     return [k.expr.desc() if k.descending else k.expr.asc() for k in keys]
 
 
-def _plan(keys: Sequence[SortKey], args: PageArgs) -> tuple[int, bool, list[SortKey], Any]:
+def _plan(
+    keys: Sequence[SortKey], args: PageArgs
+) -> tuple[int, bool, list[SortKey], list[Any] | None]:
     size, backwards = checked_size(args.first, args.last)
     if args.after is not None and args.before is not None:
         raise InvalidArgument("Pass either `after` or `before`, not both.")
@@ -144,8 +178,8 @@ def _plan(keys: Sequence[SortKey], args: PageArgs) -> tuple[int, bool, list[Sort
     if backwards and args.after is not None:
         raise InvalidArgument("`after` goes with `first`.")
     walk = [k.reversed() for k in keys] if backwards else list(keys)
-    bound = _after(walk, decode_cursor(cursor, keys)) if cursor is not None else None
-    return size, backwards, walk, bound
+    values = decode_cursor(cursor, keys) if cursor is not None else None
+    return size, backwards, walk, values
 
 
 def _with_keys(stmt: Select[Any], keys: Sequence[SortKey]) -> Select[Any]:
@@ -153,21 +187,32 @@ def _with_keys(stmt: Select[Any], keys: Sequence[SortKey]) -> Select[Any]:
 
 
 def _cursor_of(row: Any, keys: Sequence[SortKey]) -> str:
-    mapping = row._mapping
-    return encode_cursor(keys, [mapping[f"_k{i}"] for i in range(len(keys))])
+    return encode_cursor(keys, [row[f"_k{i}"] for i in range(len(keys))])
+
+
+_LIMIT = "tg_limit"
 
 
 async def fetch_page(
-    session: AsyncSession, stmt: Select[Any], keys: Sequence[SortKey], args: PageArgs
+    session: AsyncSession, source: Source, keys: Sequence[SortKey], args: PageArgs, **params: Any
 ) -> Page:
-    """One page of `stmt` ordered by `keys` (the last key must make the order total)."""
-    size, backwards, walk, bound = _plan(keys, args)
+    """One page of `source` ordered by `keys` (the last key must make the order total)."""
+    size, backwards, walk, values = _plan(keys, args)
     if size == 0:
         return Page([], [], False, False)
-    query = _with_keys(stmt, keys).order_by(*_order(walk)).limit(size + 1)
-    if bound is not None:
-        query = query.where(bound)
-    rows = list((await session.execute(query)).all())
+
+    def build() -> Select[Any]:
+        query = (
+            _with_keys(source.build(), keys)
+            .order_by(*_order(walk))
+            .limit(bindparam(_LIMIT, type_=Integer))
+        )
+        return query.where(_after_cursor(walk)) if values is not None else query
+
+    key = ("page", source.key, _fingerprint(walk), values is not None)
+    rows = await raw.rows(
+        session, key, build, **params, **_cursor_params(values), **{_LIMIT: size + 1}
+    )
     more = len(rows) > size
     rows = rows[:size]
     if backwards:
@@ -179,35 +224,56 @@ async def fetch_page(
     return Page(rows, cursors, has_next=more, has_previous=started)
 
 
+_PARENTS = "tg_parents"
+
+
+def parents_param() -> Any:
+    return bindparam(_PARENTS, type_=ARRAY(BigInteger))
+
+
 async def fetch_pages_per_parent(
     session: AsyncSession,
-    stmt: Select[Any],
+    source: Source,
     parent: ColumnElement[Any],
     parent_ids: Sequence[int],
     keys: Sequence[SortKey],
     first: int | None,
     after: str | None,
+    **params: Any,
 ) -> dict[int, Page]:
     """The first page of a child list for many parents in one statement (window function)."""
     size, _ = checked_size(first, None)
     if size == 0:
         return {pid: Page([], [], False, after is not None) for pid in parent_ids}
-    query = _with_keys(stmt, keys).add_columns(
-        parent.label("tg_parent"),
-        func.row_number().over(partition_by=parent, order_by=_order(keys)).label("tg_rn"),
-    )
-    query = query.where(any_id(parent, parent_ids))
-    if after is not None:
-        query = query.where(_after(keys, decode_cursor(after, keys)))
-    ranked = query.subquery()
-    outer = (
-        select(ranked)
-        .where(ranked.c.tg_rn <= size + 1)
-        .order_by(ranked.c.tg_parent, ranked.c.tg_rn)
-    )
+    values = decode_cursor(after, keys) if after is not None else None
+
+    def build() -> Select[Any]:
+        query = _with_keys(source.build(), keys).add_columns(
+            parent.label("tg_parent"),
+            func.row_number().over(partition_by=parent, order_by=_order(keys)).label("tg_rn"),
+        )
+        query = query.where(parent == any_(parents_param()))
+        if values is not None:
+            query = query.where(_after_cursor(keys))
+        ranked = query.subquery()
+        return (
+            select(ranked)
+            .where(ranked.c.tg_rn <= bindparam(_LIMIT, type_=Integer))
+            .order_by(ranked.c.tg_parent, ranked.c.tg_rn)
+        )
+
+    key = ("pages", source.key, column_key(parent), _fingerprint(keys), values is not None)
     grouped: dict[int, list[Any]] = {pid: [] for pid in parent_ids}
-    for row in (await session.execute(outer)).all():
-        grouped[row.tg_parent].append(row)
+    found = await raw.rows(
+        session,
+        key,
+        build,
+        **params,
+        **_cursor_params(values),
+        **{_PARENTS: list(parent_ids), _LIMIT: size + 1},
+    )
+    for row in found:
+        grouped[row["tg_parent"]].append(row)
     pages = {}
     for pid, rows in grouped.items():
         more = len(rows) > size
@@ -218,6 +284,13 @@ async def fetch_pages_per_parent(
     return pages
 
 
-async def count(session: AsyncSession, stmt: Select[Any]) -> int:
-    query = select(func.count()).select_from(stmt.order_by(None).subquery())
-    return int((await session.execute(query)).scalar_one())
+def column_key(column: ColumnElement[Any]) -> tuple[str, str]:
+    """A column as part of a shape key (SQLAlchemy columns overload `==`)."""
+    return (column.table.name, column.name)  # type: ignore[attr-defined]
+
+
+async def count(session: AsyncSession, source: Source, **params: Any) -> int:
+    def build() -> Select[Any]:
+        return select(func.count()).select_from(source.build().order_by(None).subquery())
+
+    return int((await raw.rows(session, ("count", source.key), build, **params))[0][0])

@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import any_, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import validation
+from db import raw, validation
 from db.access import Principal
 from db.lists import counts_by_parent, pages_by_parent
 from db.models import Project, Task, TaskStatus
-from db.pagination import Page, PageArgs, SortKey
+from db.pagination import Page, PageArgs, SortKey, Source
 from db.permissions import require_admin
 from db.results import Problem, ProblemCode, Rejected, reject
-from db.sql import any_id
+from db.sql import ids_param
 
 P = Project.__table__
 T = Task.__table__
@@ -24,18 +24,29 @@ T = Task.__table__
 PROJECT_KEYS = (SortKey("key", P.c.key, "str"),)
 
 
-def _listed(include_archived: bool) -> Any:
-    stmt = select(P)
-    return stmt if include_archived else stmt.where(P.c.archived_at.is_(None))
+_LISTED = {
+    True: Source(("projects", True), lambda: select(P)),
+    False: Source(("projects", False), lambda: select(P).where(P.c.archived_at.is_(None))),
+}
+
+
+def _by_ids() -> Any:
+    return select(P).where(
+        P.c.id == any_(ids_param("ids")), P.c.workspace_id == any_(ids_param("readable"))
+    )
 
 
 async def projects_by_ids(
     session: AsyncSession, principal: Principal, ids: Sequence[int]
 ) -> dict[int, Any]:
-    stmt = select(P).where(
-        any_id(P.c.id, ids), any_id(P.c.workspace_id, principal.readable_workspace_ids)
+    rows = await raw.rows(
+        session,
+        "projects_by_ids",
+        _by_ids,
+        ids=list(ids),
+        readable=principal.readable_workspace_ids,
     )
-    return {row.id: row for row in (await session.execute(stmt)).all()}
+    return {row.id: row for row in rows}
 
 
 async def projects_by_key(
@@ -50,7 +61,7 @@ async def project_pages(
     session: AsyncSession, workspace_ids: Sequence[int], include_archived: bool, args: PageArgs
 ) -> dict[int, Page]:
     return await pages_by_parent(
-        session, _listed(include_archived), P.c.workspace_id, workspace_ids, PROJECT_KEYS, args
+        session, _LISTED[include_archived], P.c.workspace_id, workspace_ids, PROJECT_KEYS, args
     )
 
 
@@ -58,22 +69,26 @@ async def project_counts(
     session: AsyncSession, workspace_ids: Sequence[int], include_archived: bool
 ) -> dict[int, int]:
     return await counts_by_parent(
-        session, _listed(include_archived), P.c.workspace_id, workspace_ids
+        session, _LISTED[include_archived], P.c.workspace_id, workspace_ids
     )
 
 
 async def task_counts(
     session: AsyncSession, project_ids: Sequence[int]
 ) -> dict[int, dict[TaskStatus, int]]:
-    stmt = (
-        select(T.c.project_id, T.c.status, func.count().label("n"))
-        .where(any_id(T.c.project_id, project_ids))
-        .group_by(T.c.project_id, T.c.status)
-    )
     counts: dict[int, dict[TaskStatus, int]] = {
         pid: dict.fromkeys(TaskStatus, 0) for pid in project_ids
     }
-    for row in (await session.execute(stmt)).all():
+    for row in await raw.rows(
+        session,
+        "task_counts_by_project",
+        lambda: (
+            select(T.c.project_id, T.c.status, func.count().label("n"))
+            .where(T.c.project_id == any_(ids_param("ids")))
+            .group_by(T.c.project_id, T.c.status)
+        ),
+        ids=list(project_ids),
+    ):
         counts[row.project_id][TaskStatus(row.status)] = row.n
     return counts
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Text, any_, bindparam
+from sqlalchemy import BigInteger, BindParameter, ColumnElement, Text, any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
 
 
@@ -24,3 +24,8 @@ def escape_like(term: str) -> str:
 
 def any_str(column: ColumnElement[Any], values: Sequence[str]) -> ColumnElement[bool]:
     return column == any_(bindparam(None, list(values), type_=ARRAY(Text)))
+
+
+def ids_param(name: str) -> BindParameter[Any]:
+    """A per-call array of ids in a cached statement (`db.raw`)."""
+    return bindparam(name, type_=ARRAY(BigInteger))

@@ -13,6 +13,8 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Date,
+    SmallInteger,
+    any_,
     bindparam,
     cast,
     delete,
@@ -28,7 +30,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import activities
+from db import activities, raw
 from db.access import Principal
 from db.activities import change
 from db.errors import InvalidArgument
@@ -44,10 +46,10 @@ from db.models import (
     TaskPriority,
     TaskStatus,
 )
-from db.pagination import Page, PageArgs, SortKey
+from db.pagination import Page, PageArgs, SortKey, Source
 from db.permissions import require_task_editor
 from db.results import Problem, ProblemCode, Rejected, reject
-from db.sql import any_id, any_str, escape_like
+from db.sql import any_id, any_str, escape_like, ids_param
 from db.validation import length
 
 T = Task.__table__
@@ -114,7 +116,8 @@ def _conditions(flt: TaskFilter | None) -> list[ColumnElement[bool]]:
     if flt.statuses is not None:
         where.append(any_str(T.c.status, [s.value for s in flt.statuses]))
     if flt.priorities is not None:
-        where.append(T.c.priority.in_([int(p) for p in flt.priorities]))
+        priorities = [int(p) for p in flt.priorities]
+        where.append(T.c.priority == any_(bindparam(None, priorities, type_=ARRAY(SmallInteger))))
     if flt.assignee_ids is not None and flt.unassigned:
         where.append(or_(any_id(T.c.assignee_id, flt.assignee_ids), T.c.assignee_id.is_(None)))
     elif flt.assignee_ids is not None:
@@ -148,8 +151,9 @@ def _conditions(flt: TaskFilter | None) -> list[ColumnElement[bool]]:
     return where
 
 
-def _filtered(flt: TaskFilter | None) -> Any:
-    return select(T).where(*_conditions(flt))
+def _filtered(flt: TaskFilter | None) -> Source:
+    # The filter's values are part of the statement's shape: one compiled statement per filter.
+    return Source(("tasks", flt), lambda: select(T).where(*_conditions(flt)))
 
 
 async def task_pages(
@@ -179,10 +183,16 @@ async def task_counts(
 async def tasks_by_ids(
     session: AsyncSession, principal: Principal, ids: Sequence[int]
 ) -> dict[int, Any]:
-    stmt = select(T).where(
-        any_id(T.c.id, ids), any_id(T.c.workspace_id, principal.readable_workspace_ids)
+    rows = await raw.rows(
+        session,
+        "tasks_by_ids",
+        lambda: select(T).where(
+            T.c.id == any_(ids_param("ids")), T.c.workspace_id == any_(ids_param("readable"))
+        ),
+        ids=list(ids),
+        readable=principal.readable_workspace_ids,
     )
-    return {row.id: row for row in (await session.execute(stmt)).all()}
+    return {row.id: row for row in rows}
 
 
 _KEY = re.compile(r"^([A-Z][A-Z0-9]{1,9})-([1-9][0-9]{0,8})$")
@@ -216,15 +226,18 @@ async def tasks_by_key(
     return found
 
 
-async def labels_by_task(session: AsyncSession, task_ids: Sequence[int]) -> dict[int, list[Any]]:
-    stmt = (
+def _labels_by_task() -> Any:
+    return (
         select(TL.c.task_id, L)
         .join(L, L.c.id == TL.c.label_id)
-        .where(any_id(TL.c.task_id, task_ids))
+        .where(TL.c.task_id == any_(ids_param("ids")))
         .order_by(TL.c.task_id, func.lower(L.c.name), L.c.id)
     )
+
+
+async def labels_by_task(session: AsyncSession, task_ids: Sequence[int]) -> dict[int, list[Any]]:
     labels: dict[int, list[Any]] = {tid: [] for tid in task_ids}
-    for row in (await session.execute(stmt)).all():
+    for row in await raw.rows(session, "labels_by_task", _labels_by_task, ids=list(task_ids)):
         labels[row.task_id].append(row)
     return labels
 

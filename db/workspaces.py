@@ -5,20 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import any_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import activities, validation
+from db import activities, raw, validation
 from db.access import Principal
 from db.accounts import check_email, normalise_email
 from db.activities import change
 from db.lists import counts_by_parent, pages_by_parent
 from db.models import ActivityKind, Membership, Project, Role, Task, User, Workspace
-from db.pagination import Page, PageArgs, SortKey, count, fetch_page
+from db.pagination import Page, PageArgs, SortKey, Source, count, fetch_page
 from db.permissions import require_admin, require_readable, require_user
 from db.results import Problem, ProblemCode, Rejected, reject
-from db.sql import any_id
+from db.sql import ids_param
 
 W = Workspace.__table__
 M = Membership.__table__
@@ -33,16 +33,18 @@ MEMBER_KEYS = (
 )
 
 
-def _readable(principal: Principal) -> Any:
-    return select(W).where(any_id(W.c.id, principal.readable_workspace_ids))
+_READABLE = Source("workspaces", lambda: select(W).where(W.c.id == any_(ids_param("readable"))))
+_MEMBERS = Source("members", lambda: select(M))
 
 
 async def workspace_page(session: AsyncSession, principal: Principal, args: PageArgs) -> Page:
-    return await fetch_page(session, _readable(principal), WORKSPACE_KEYS, args)
+    return await fetch_page(
+        session, _READABLE, WORKSPACE_KEYS, args, readable=principal.readable_workspace_ids
+    )
 
 
 async def workspace_count(session: AsyncSession, principal: Principal) -> int:
-    return await count(session, _readable(principal))
+    return await count(session, _READABLE, readable=principal.readable_workspace_ids)
 
 
 async def workspaces_by_ids(
@@ -51,27 +53,37 @@ async def workspaces_by_ids(
     readable = [i for i in ids if principal.can_read(i)]
     if not readable:
         return {}
-    rows = (await session.execute(select(W).where(any_id(W.c.id, readable)))).all()
+    rows = await raw.rows(
+        session,
+        "workspaces_by_ids",
+        lambda: select(W).where(W.c.id == any_(ids_param("ids"))),
+        ids=readable,
+    )
     return {row.id: row for row in rows}
 
 
 async def workspace_by_slug(session: AsyncSession, principal: Principal, slug: str) -> Any | None:
-    row = (await session.execute(select(W).where(W.c.slug == slug))).first()
-    if row is None or not principal.can_read(row.id):
+    rows = await raw.rows(
+        session,
+        "workspace_by_slug",
+        lambda: select(W).where(W.c.slug == bindparam("slug")),
+        slug=slug,
+    )
+    if not rows or not principal.can_read(rows[0].id):
         return None
-    return row
+    return rows[0]
 
 
 async def member_pages(
     session: AsyncSession, workspace_ids: Sequence[int], args: PageArgs
 ) -> dict[int, Page]:
     return await pages_by_parent(
-        session, select(M), M.c.workspace_id, workspace_ids, MEMBER_KEYS, args
+        session, _MEMBERS, M.c.workspace_id, workspace_ids, MEMBER_KEYS, args
     )
 
 
 async def member_counts(session: AsyncSession, workspace_ids: Sequence[int]) -> dict[int, int]:
-    return await counts_by_parent(session, select(M), M.c.workspace_id, workspace_ids)
+    return await counts_by_parent(session, _MEMBERS, M.c.workspace_id, workspace_ids)
 
 
 # ---------------------------------------------------------------- commands

@@ -1,0 +1,132 @@
+"""Hot read statements: built and compiled once per shape, run directly on asyncpg.
+
+Profiles of the API's read paths (bench/README.md) showed most of a small request's time in
+SQLAlchemy rather than in PostgreSQL: building the statement objects again on every call
+(a windowed subquery alone cost 1.5 ms), generating its cache key, the greenlet hop and
+building `Row` objects. A read here is instead written once as a SQLAlchemy Core statement
+with named `bindparam`s for the values that change per call, compiled once, cached under a
+key that the caller says determines everything else, and run with asyncpg's own
+prepared-statement cache on the session's connection. Rows are asyncpg records that also
+allow attribute access, so callers read them like SQLAlchemy rows.
+
+A read that runs before anything else in a session goes out without an explicit `BEGIN`.
+Under READ COMMITTED every statement sees its own snapshot either way, so a read-only request
+saves the `BEGIN` and `ROLLBACK` round trips; once a write has begun a transaction, these
+reads run inside it and see its changes. Locking reads (`FOR UPDATE`) stay on the session.
+
+Listeners of SQLAlchemy's `before_cursor_execute` see these statements too, so statement
+counts (tests, `bench/`) stay truthful.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ClauseElement
+
+_DIALECT = PGDialect_asyncpg()
+# Shapes vary with filters and sort orders, whose values are part of the key; a bound keeps a
+# stream of distinct filters from growing the cache without limit.
+MAX_SHAPES = 2048
+
+
+class Row(asyncpg.Record):
+    """An asyncpg record that also reads columns as attributes, like a SQLAlchemy `Row`."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    sql: str
+    # For each `$n`: the name of a per-call parameter, or None for a value fixed at compile time.
+    names: tuple[str | None, ...]
+    fixed: tuple[Any, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+
+
+def compile_shape(stmt: ClauseElement) -> Shape:
+    compiled = stmt.compile(dialect=_DIALECT)
+    if compiled.post_compile_params or compiled.literal_execute_params:
+        # An expanding `IN` changes its text with the number of values: use `= ANY(array)`.
+        raise ValueError("a cached shape cannot hold post-compile parameters")
+    defaults = compiled.construct_params(_check=False)
+    order = compiled.positiontup or []
+    binds = compiled.binds
+    names: list[str | None] = []
+    fixed: list[Any] = []
+    processors: list[Callable[[Any], Any] | None] = []
+    for name in order:
+        bind = binds.get(name)
+        per_call = (
+            bind is not None and bind.value is None and bind.callable is None and (not bind.unique)
+        )
+        names.append(name if per_call else None)
+        fixed.append(None if per_call else defaults.get(name))
+        processors.append(bind.type._cached_bind_processor(_DIALECT) if bind is not None else None)
+    return Shape(compiled.string, tuple(names), tuple(fixed), tuple(processors))
+
+
+_shapes: OrderedDict[Hashable, Shape] = OrderedDict()
+
+
+def shape(key: Hashable, build: Callable[[], ClauseElement]) -> Shape:
+    """The compiled statement for `key`, built with `build` the first time it is asked for."""
+    found = _shapes.get(key)
+    if found is None:
+        found = _shapes[key] = compile_shape(build())
+        if len(_shapes) > MAX_SHAPES:
+            _shapes.popitem(last=False)
+    return found
+
+
+_DRIVER = "taskgraph.raw.driver"
+
+
+async def _driver(session: AsyncSession) -> tuple[Any, asyncpg.Connection]:
+    """The session's SQLAlchemy and asyncpg connections, looked up once per transaction."""
+    transaction = session.sync_session.get_transaction()
+    cached = session.info.get(_DRIVER)
+    if cached is not None and transaction is not None and cached[0] is transaction:
+        return cached[1], cached[2]
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    sync_connection = connection.sync_connection
+    driver = raw.driver_connection
+    session.info[_DRIVER] = (session.sync_session.get_transaction(), sync_connection, driver)
+    return sync_connection, driver
+
+
+async def fetch(session: AsyncSession, compiled: Shape, **params: Any) -> list[Row]:
+    """Run a compiled shape with its per-call parameters; every named parameter must be given."""
+    args = []
+    for name, value, process in zip(
+        compiled.names, compiled.fixed, compiled.processors, strict=True
+    ):
+        if name is not None:
+            value = params[name]
+        args.append(process(value) if process is not None and value is not None else value)
+    sync_connection, driver = await _driver(session)
+    if sync_connection._has_events or sync_connection.engine._has_events:
+        sync_connection.dispatch.before_cursor_execute(
+            sync_connection, None, compiled.sql, tuple(args), None, False
+        )
+    return await driver.fetch(compiled.sql, *args, record_class=Row)  # type: ignore[no-any-return]
+
+
+async def rows(
+    session: AsyncSession, key: Hashable, build: Callable[[], ClauseElement], **params: Any
+) -> list[Row]:
+    return await fetch(session, shape(key, build), **params)

@@ -1,0 +1,138 @@
+"""Cached read statements run on asyncpg (`db.raw`): compilation, parameters, rows, statement
+counting, and how they behave with and without a transaction."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import BigInteger, Integer, any_, bindparam, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from db import raw
+from db.engine import make_engine, make_session_factory
+from db.models import Task, User
+from db.sql import any_str, ids_param
+from tests import factories
+from tests.conftest import StatementCounter
+
+T = Task.__table__
+U = User.__table__
+
+
+def test_per_call_parameters_are_named_and_literals_fixed_at_compile_time() -> None:
+    shape = raw.compile_shape(
+        select(T.c.id)
+        .where(
+            T.c.project_id == bindparam("project", type_=BigInteger),
+            any_str(T.c.status, ["TODO", "DONE"]),
+            T.c.number > 3,
+        )
+        .limit(bindparam("limit", type_=Integer))
+    )
+    assert shape.sql.count("$") == 4
+    assert shape.names == ("project", None, None, "limit")
+    assert shape.fixed[1:3] == (["TODO", "DONE"], 3)
+
+
+def test_an_expanding_in_is_refused() -> None:
+    # Its SQL text would change with the number of values, defeating the cache.
+    with pytest.raises(ValueError, match="post-compile"):
+        raw.compile_shape(select(T.c.id).where(T.c.id.in_([1, 2, 3])))
+
+
+def test_a_shape_is_built_once_per_key_and_the_cache_is_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(raw, "MAX_SHAPES", 3)
+    monkeypatch.setattr(raw, "_shapes", type(raw._shapes)())
+    built: list[int] = []
+
+    def build(n: int) -> object:
+        built.append(n)
+        return select(T.c.id).where(T.c.number == n)
+
+    first = raw.shape(("t", 1), lambda: build(1))
+    assert raw.shape(("t", 1), lambda: build(1)) is first
+    for n in (2, 3, 4):
+        raw.shape(("t", n), lambda n=n: build(n))
+    assert built == [1, 2, 3, 4]
+    assert len(raw._shapes) == 3
+    assert ("t", 1) not in raw._shapes
+
+
+async def test_rows_read_like_sqlalchemy_rows_and_are_counted(
+    session: AsyncSession, engine: AsyncEngine
+) -> None:
+    alice = await factories.user(session, name="Alice")
+    bob = await factories.user(session, name="Bob")
+    with StatementCounter(engine) as counter:
+        rows = await raw.rows(
+            session,
+            "test_users",
+            lambda: select(U.c.id, U.c.name).where(U.c.id == any_(ids_param("ids"))),
+            ids=[alice.id, bob.id, -1],
+        )
+    assert counter.count == 1
+    assert "= ANY" in counter.statements[0]
+    by_id = {row.id: row for row in rows}
+    assert by_id[alice.id].name == "Alice"
+    assert by_id[bob.id]["name"] == "Bob"
+    assert tuple(by_id[bob.id]) == (bob.id, "Bob")
+    with pytest.raises(AttributeError):
+        _ = rows[0].missing
+
+
+async def test_a_missing_parameter_is_a_programming_error(session: AsyncSession) -> None:
+    with pytest.raises(KeyError):
+        await raw.rows(
+            session,
+            "test_missing",
+            lambda: select(U.c.id).where(U.c.id == bindparam("id", type_=BigInteger)),
+        )
+
+
+async def test_reads_inside_a_write_see_its_uncommitted_rows(session: AsyncSession) -> None:
+    # Once the session has written, raw reads run in its transaction.
+    user = await factories.user(session, name="Uncommitted")
+    rows = await raw.rows(
+        session,
+        "test_user_name",
+        lambda: select(U.c.name).where(U.c.id == bindparam("id", type_=BigInteger)),
+        id=user.id,
+    )
+    assert [r.name for r in rows] == ["Uncommitted"]
+
+
+async def test_a_read_only_session_sends_no_begin_and_holds_no_transaction(
+    committed_db: str,
+) -> None:
+    engine = make_engine(committed_db)
+    try:
+        sessions = make_session_factory(engine)
+        async with sessions() as session:
+            await raw.rows(session, "test_one", lambda: select(U.c.id).limit(1))
+            await raw.rows(session, "test_one", lambda: select(U.c.id).limit(1))
+            # Another connection sees this one idle, not "idle in transaction".
+            async with engine.connect() as other:
+                states = (
+                    await other.execute(
+                        text(
+                            "SELECT state FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                            "AND application_name = 'taskgraph'"
+                        )
+                    )
+                ).scalars()
+                assert list(states) == ["idle"]
+            # The session still writes and commits normally afterwards.
+            user = await factories.user(session, name="After reads")
+            await session.commit()
+        async with sessions() as session:
+            rows = await raw.rows(
+                session,
+                "test_user_name",
+                lambda: select(U.c.name).where(U.c.id == bindparam("id", type_=BigInteger)),
+                id=user.id,
+            )
+            assert [r.name for r in rows] == ["After reads"]
+    finally:
+        await engine.dispose()
