@@ -20,6 +20,7 @@ from db.engine import PoolSettings, make_engine, make_session_factory
 from db.errors import Unauthenticated
 from graph.auth import authenticate
 from graph.context import Context
+from graph.http import GraphQLPost
 from graph.schema import build_schema
 from graph.settings import Settings, SettingsError, load_settings
 
@@ -57,15 +58,14 @@ def create_app(
     )
     sessions = session_factory or make_session_factory(engine)
 
-    async def get_context(request: Request) -> AsyncIterator[Context]:
+    @asynccontextmanager
+    async def open_context(authorization: str | None) -> AsyncIterator[Context]:
         async with sessions() as session:
             auth_error: Unauthenticated | None = None
             viewer = None
             try:
                 principal, viewer = await authenticate(
-                    request.headers.get("authorization"),
-                    secret_key=secret_key,
-                    session=session,
+                    authorization, secret_key=secret_key, session=session
                 )
             except Unauthenticated as exc:
                 principal, auth_error = ANONYMOUS, exc
@@ -77,6 +77,10 @@ def create_app(
                 yield context
             finally:
                 await context.settle()
+
+    async def get_context(request: Request) -> AsyncIterator[Context]:
+        async with open_context(request.headers.get("authorization")) as context:
+            yield context
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -91,6 +95,9 @@ def create_app(
         redoc_url=None,
         openapi_url=None,
     )
+    schema = build_schema(debug=settings.debug)
+    # Added first, so that it runs inside the CORS middleware.
+    app.add_middleware(GraphQLPost, schema=schema, open_context=open_context, path="/graphql")
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -100,7 +107,7 @@ def create_app(
             max_age=600,
         )
     router: Any = _Router(
-        build_schema(debug=settings.debug),
+        schema,
         context_getter=get_context,
         graphql_ide="graphiql" if settings.graphiql else None,
         # Queries over GET would let a cross-site <img> run them with the browser's cookies;

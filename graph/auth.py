@@ -7,7 +7,9 @@ request fails with UNAUTHENTICATED, so that a client learns its token expired.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 import jwt
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +30,17 @@ def issue_access_token(secret_key: str, user_id: int, lifetime: timedelta) -> tu
 
 
 def user_id_from_token(secret_key: str, token: str) -> int:
+    user_id, expires = _verified(secret_key, token)
+    if time.time() >= expires:
+        raise Unauthenticated("The access token has expired; refresh the session.")
+    return user_id
+
+
+# A client sends the same access token with every request for its lifetime; verifying it once
+# (about 0.2 ms of CPU) and remembering the outcome keeps that cost off every later request.
+# Only good signatures are remembered, and expiry is checked on every use.
+@lru_cache(maxsize=8192)
+def _verified(secret_key: str, token: str) -> tuple[int, float]:
     try:
         claims = jwt.decode(
             token,
@@ -42,7 +55,7 @@ def user_id_from_token(secret_key: str, token: str) -> int:
         raise Unauthenticated("Invalid access token.") from None
     if claims.get("typ") != "access" or not str(claims["sub"]).isdigit():
         raise Unauthenticated("Invalid access token.")
-    return int(claims["sub"])
+    return int(claims["sub"]), float(claims["exp"])
 
 
 async def authenticate(

@@ -12,8 +12,10 @@ import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.errors import Unauthenticated
 from db.models import ApiKey, RefreshToken, User
-from graph.auth import issue_access_token
+from graph import auth as auth_module
+from graph.auth import issue_access_token, user_id_from_token
 from graph.ids import to_global_id
 from tests import factories
 from tests.graph.conftest import SECRET, Api, token_for
@@ -301,3 +303,19 @@ async def test_create_api_key_refusals(
     )["createApiKey"]
     assert payload["secret"] is None and payload["apiKey"] is None
     assert [e["code"] for e in payload["userErrors"]] == [code]
+
+
+def test_a_remembered_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    token, expires_at = issue_access_token(SECRET, 42, timedelta(minutes=1))
+    assert user_id_from_token(SECRET, token) == 42
+    assert user_id_from_token(SECRET, token) == 42  # from the cache of verified tokens
+    monkeypatch.setattr(auth_module.time, "time", lambda: expires_at.timestamp() + 1)
+    with pytest.raises(Unauthenticated, match="expired"):
+        user_id_from_token(SECRET, token)
+
+
+def test_a_token_is_verified_against_the_key_it_is_checked_with() -> None:
+    token, _ = issue_access_token(SECRET, 42, timedelta(minutes=1))
+    assert user_id_from_token(SECRET, token) == 42
+    with pytest.raises(Unauthenticated):
+        user_id_from_token(SECRET + "-rotated", token)

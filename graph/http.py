@@ -1,0 +1,186 @@
+"""`POST /graphql` with a JSON body, served without the web framework's per-request machinery.
+
+Profiles of small operations (bench/README.md) put about a fifth of a request in routing,
+dependency injection and the generic HTTP view around the GraphQL execution. This ASGI layer
+answers the one request shape that carries nearly all traffic, a JSON `{query, variables,
+operationName}` POST, by running the schema directly with the same context, the same error
+handling and the same response body as the framework route. Anything else (GraphiQL on GET,
+multipart, malformed bodies, WebSockets, health checks) goes on to the framework unchanged,
+with the body it has already read replayed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.exceptions import MissingQueryError
+from strawberry.http import process_result
+from strawberry.schema import BaseSchema
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types.graphql import OperationType
+
+from graph.context import Context
+from graph.errors import ErrorCode
+
+# Larger bodies are refused before they are read to the end (a query document plus its
+# variables; task descriptions, the largest values, are limited to 50,000 characters).
+MAX_BODY_BYTES = 1 << 20
+_POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+OpenContext = Callable[[str | None], AbstractAsyncContextManager[Context]]
+
+
+class GraphQLPost:
+    def __init__(
+        self, app: ASGIApp, *, schema: BaseSchema, open_context: OpenContext, path: str
+    ) -> None:
+        self.app = app
+        self.schema = schema
+        self.open_context = open_context
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+        headers: dict[bytes, bytes] = dict(scope["headers"])
+        media_type = headers.get(b"content-type", b"").partition(b";")[0].strip().lower()
+        accept = headers.get(b"accept", b"")
+        if media_type != b"application/json" or b"multipart/" in accept:
+            await self.app(scope, receive, send)
+            return
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            await _too_large(send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                await _too_large(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        request = _operation(body)
+        if request is None:
+            # Malformed requests get the framework's own answers.
+            await self.app(scope, _replay(body, receive), send)
+            return
+        query, variables, operation_name, extensions = request
+        authorization = headers.get(b"authorization")
+        async with self.open_context(
+            authorization.decode("latin-1") if authorization is not None else None
+        ) as context:
+            try:
+                result = await self.schema.execute(
+                    query,
+                    variable_values=variables,
+                    context_value=context,
+                    operation_name=operation_name,
+                    allowed_operation_types=_POST_OPERATIONS,
+                    operation_extensions=extensions,
+                )
+            except CannotGetOperationTypeError as exc:
+                await _plain(send, 400, exc.as_http_error_reason())
+                return
+            except InvalidOperationTypeError as exc:
+                await _plain(send, 400, exc.as_http_error_reason("POST"))
+                return
+            except MissingQueryError:
+                await _plain(send, 400, "No GraphQL query found in the request")
+                return
+        payload = orjson.dumps(process_result(result))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+
+def _operation(
+    body: bytes,
+) -> tuple[str, dict[str, Any] | None, str | None, dict[str, Any] | None] | None:
+    """The parts of a well-formed single operation, or None for anything else."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    query = data.get("query")
+    variables = data.get("variables")
+    operation_name = data.get("operationName")
+    extensions = data.get("extensions")
+    if (
+        not isinstance(query, str)
+        or not (variables is None or isinstance(variables, dict))
+        or not (operation_name is None or isinstance(operation_name, str))
+        or not (extensions is None or isinstance(extensions, dict))
+    ):
+        return None
+    return query, variables, operation_name, extensions
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _plain(send: Send, status: int, text: str) -> None:
+    payload = text.encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def _too_large(send: Send) -> None:
+    payload = orjson.dumps(
+        {
+            "data": None,
+            "errors": [
+                {
+                    "message": f"The request body exceeds {MAX_BODY_BYTES} bytes.",
+                    "extensions": {"code": ErrorCode.BAD_USER_INPUT.value},
+                }
+            ],
+        }
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})

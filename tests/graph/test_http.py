@@ -1,0 +1,127 @@
+"""The HTTP edge of /graphql: the direct JSON POST path and what it hands on to the framework."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from graph.app import create_app
+from graph.http import MAX_BODY_BYTES
+from graph.settings import Settings
+from tests import factories
+from tests.graph.conftest import Api, token_for
+
+
+async def test_a_json_post_answers_with_data_and_json_headers(
+    api: Api, session: AsyncSession
+) -> None:
+    user = await factories.user(session, name="Poster")
+    response = await api.client.post(
+        "/graphql",
+        json={"query": "query Me { me { name } }", "operationName": "Me", "variables": None},
+        headers={"authorization": f"Bearer {token_for(user.id)}"},
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"data": {"me": {"name": "Poster"}}}
+
+
+async def test_a_charset_in_the_content_type_is_accepted(api: Api) -> None:
+    response = await api.client.post(
+        "/graphql",
+        content=b'{"query": "{ __typename }"}',
+        headers={"content-type": "application/json; charset=utf-8"},
+    )
+    assert response.json() == {"data": {"__typename": "Query"}}
+
+
+async def test_errors_keep_their_codes(api: Api) -> None:
+    response = await api.client.post("/graphql", json={"query": "{ nope }"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
+async def test_bad_credentials_refuse_the_operation(api: Api) -> None:
+    response = await api.client.post(
+        "/graphql", json={"query": "{ me { id } }"}, headers={"authorization": "Bearer nonsense"}
+    )
+    assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[]",
+        b'{"query": 5}',
+        b'{"query": "{ __typename }", "variables": [1]}',
+        b'{"query": "{ __typename }", "operationName": 3}',
+        b'{"variables": {}}',
+    ],
+)
+async def test_malformed_requests_are_client_errors(api: Api, body: bytes) -> None:
+    response = await api.client.post(
+        "/graphql", content=body, headers={"content-type": "application/json"}
+    )
+    assert 400 <= response.status_code < 500, response.text
+
+
+async def test_an_unknown_operation_name_is_a_client_error(api: Api) -> None:
+    response = await api.client.post(
+        "/graphql", json={"query": "query A { __typename }", "operationName": "B"}
+    )
+    assert response.status_code == 400
+
+
+async def test_an_oversized_body_is_refused_before_it_is_run(api: Api) -> None:
+    padding = "x" * MAX_BODY_BYTES
+    response = await api.client.post(
+        "/graphql", json={"query": "{ __typename }", "variables": {"pad": padding}}
+    )
+    assert response.status_code == 413
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_get_still_serves_graphiql_and_refuses_operations(api: Api) -> None:
+    page = await api.client.get("/graphql", headers={"accept": "text/html"})
+    assert page.status_code == 200
+    assert "graphiql" in page.text.lower()
+    refused = await api.client.get("/graphql", params={"query": "{ __typename }"})
+    assert refused.status_code in (400, 405)
+
+
+@pytest.fixture
+async def cors_api(engine: AsyncEngine, connection: AsyncConnection) -> AsyncIterator[Api]:
+    settings = Settings(
+        database_url="postgresql+asyncpg://unused/test",
+        secret_key="test-secret-key-0123456789-abcdefghijklmnop",
+        cors_origins=["https://app.example"],
+    )
+
+    def sessions() -> AsyncSession:
+        return AsyncSession(
+            bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+        )
+
+    app = create_app(settings, engine=engine, session_factory=sessions)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield Api(client)
+
+
+async def test_cors_headers_wrap_the_direct_path(cors_api: Api) -> None:
+    response = await cors_api.client.post(
+        "/graphql",
+        json={"query": "{ __typename }"},
+        headers={"origin": "https://app.example"},
+    )
+    assert response.json() == {"data": {"__typename": "Query"}}
+    assert response.headers["access-control-allow-origin"] == "https://app.example"
+    other = await cors_api.client.post(
+        "/graphql", json={"query": "{ __typename }"}, headers={"origin": "https://evil.example"}
+    )
+    assert "access-control-allow-origin" not in other.headers
