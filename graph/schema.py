@@ -11,6 +11,7 @@ from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
 from strawberry.types import ExecutionResult
 
 from graph.errors import ErrorCode, classify_all
+from graph.execution import FastListExecutionContext
 from graph.mutations.api_keys import ApiKeyMutations
 from graph.mutations.auth import AuthMutations
 from graph.mutations.comments import CommentMutations
@@ -80,6 +81,7 @@ def build_schema(*, debug: bool = False) -> strawberry.Schema:
             lambda: ValidationCache(maxsize=1000),
         ],
         debug=debug,
+        execution_context_class=FastListExecutionContext,
     )
 
 

@@ -1,0 +1,228 @@
+"""Completing lists of objects without graphql-core's per-field machinery.
+
+Profiles of the board and the partner export (bench/README.md) put most of a request in
+graphql-core completing list items: for every item and every selected field it builds a
+resolve-info object and a path, calls the resolver through Strawberry's wrappers, checks for
+awaitables and completes the value through the generic `complete_value`. A page of 100 tasks
+with six fields is 600 such rounds.
+
+When a list's items are objects whose selection (after graphql-core has collected it, with
+aliases, fragments and `@skip`/`@include` applied) holds only fields without arguments, this
+module compiles that selection once per request into a plan and completes every item with it:
+plain attributes are read directly, other resolvers are called with one resolve-info per field
+rather than one per item, leaves are coerced with the type's own `coerce_output_value`, and
+nested objects and lists of objects recurse. The response is the same as the normal path's,
+key for key and in the same order.
+
+Anything the plan does not cover goes to graphql-core as before: a resolver that raises or
+returns an awaitable, a null in a non-null position, an abstract type, a field with arguments,
+`is_type_of` refusing an item, deferred fragments, middleware. When that happens part-way through a
+list, the whole list is completed again by graphql-core, so errors, paths and null
+propagation are graphql-core's own. Resolvers that may be called twice this way are the
+synchronous, side-effect-free field resolvers of the read types (see graph/types).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from graphql import (
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLResolveInfo,
+    is_leaf_type,
+    is_list_type,
+    is_non_null_type,
+    is_object_type,
+)
+from graphql.execution.collect_fields import FieldDetailsList
+from graphql.pyutils import AwaitableOrValue, Path, Undefined
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.schema_converter import GraphQLCoreConverter
+
+# Switch for the equivalence tests, which run the same queries with and without plans.
+ENABLED = True
+
+
+class _Fallback(Exception):
+    """The plan cannot complete this value; graphql-core completes the whole list instead."""
+
+
+# (response key, value of the field on a source object, completion of that value)
+Step = tuple[str, Callable[[Any], Any], Callable[[Any], Any]]
+
+
+class FastListExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._plans: dict[tuple[int, int], Callable[[Any], Any] | None] = {}
+        # Strawberry always passes a manager, usually without any middleware in it.
+        manager = self.middleware_manager
+        self._no_middleware = manager is None or not manager.middlewares
+
+    def complete_iterable_value(
+        self,
+        item_type: GraphQLOutputType,
+        field_details_list: FieldDetailsList,
+        info: GraphQLResolveInfo,
+        path: Path,
+        items: Iterable[Any],
+        position_context: Any,
+    ) -> AwaitableOrValue[list[Any]]:
+        if ENABLED and self._no_middleware and isinstance(items, list):
+            complete_item = self._plan(item_type, field_details_list, path)
+            if complete_item is not None:
+                try:
+                    return [complete_item(item) for item in items]
+                except Exception:  # noqa: S110 - graphql-core reports it below
+                    pass
+        return super().complete_iterable_value(
+            item_type, field_details_list, info, path, items, position_context
+        )
+
+    # Plans are keyed like graphql-core's own subfield cache: by the identity of the field
+    # details list, which it keeps alive for the whole execution.
+    def _plan(
+        self, item_type: GraphQLOutputType, field_details_list: FieldDetailsList, path: Path
+    ) -> Callable[[Any], Any] | None:
+        key = (id(item_type), id(field_details_list))
+        if key in self._plans:
+            return self._plans[key]
+        try:
+            plan = self._value_plan(item_type, field_details_list, path)
+        except _Fallback:
+            plan = None
+        self._plans[key] = plan
+        return plan
+
+    def _value_plan(
+        self, return_type: GraphQLOutputType, field_details_list: FieldDetailsList, path: Path
+    ) -> Callable[[Any], Any]:
+        if is_non_null_type(return_type):
+            inner = self._value_plan(
+                return_type.of_type,  # type: ignore[attr-defined]
+                field_details_list,
+                path,
+            )
+
+            def non_null(value: Any) -> Any:
+                completed = inner(value)
+                if completed is None:
+                    raise _Fallback
+                return completed
+
+            return non_null
+        if is_leaf_type(return_type):
+            coerce = return_type.coerce_output_value  # type: ignore[union-attr]
+
+            def leaf(value: Any) -> Any:
+                if value is None:
+                    return None
+                if isinstance(value, Exception):
+                    raise _Fallback
+                coerced = coerce(value)
+                if coerced is None or coerced is Undefined:
+                    raise _Fallback
+                return coerced
+
+            return leaf
+        if is_list_type(return_type):
+            item = self._value_plan(
+                return_type.of_type,  # type: ignore[attr-defined]
+                field_details_list,
+                path,
+            )
+
+            def list_(value: Any) -> Any:
+                if value is None:
+                    return None
+                if not isinstance(value, list):
+                    raise _Fallback
+                return [item(v) for v in value]
+
+            return list_
+        if is_object_type(return_type):
+            return self._object_plan(return_type, field_details_list, path)  # type: ignore[arg-type]
+        raise _Fallback  # interfaces and unions
+
+    def _object_plan(
+        self, object_type: GraphQLObjectType, field_details_list: FieldDetailsList, path: Path
+    ) -> Callable[[Any], Any]:
+        # Strawberry's `is_type_of` (types that implement interfaces) is an isinstance check
+        # that does not read its info argument.
+        is_type_of = object_type.is_type_of
+        grouped, new_defer_usages, _forbidden = self.collect_subfields(
+            object_type, field_details_list
+        )
+        if new_defer_usages:
+            raise _Fallback
+        steps: list[Step] = []
+        for response_key, details in grouped.items():
+            node = details[0].node
+            name = node.name.value
+            if name == "__typename":
+                type_name = object_type.name
+                steps.append((response_key, lambda _source, n=type_name: n, _same))
+                continue
+            field_def = self.schema.get_field(object_type, name)
+            if field_def is None:
+                continue
+            if field_def.args or node.arguments:
+                raise _Fallback
+            getter = self._getter(field_def, details, object_type, path)
+            complete = self._value_plan(field_def.type, details, path)
+            steps.append((response_key, getter, complete))
+
+        def complete_object(source: Any) -> Any:
+            if source is None:
+                return None
+            if is_type_of is not None and is_type_of(source, None) is not True:
+                raise _Fallback
+            return {key: complete(get(source)) for key, get, complete in steps}
+
+        return complete_object
+
+    def _getter(
+        self,
+        field_def: Any,
+        details: FieldDetailsList,
+        object_type: GraphQLObjectType,
+        path: Path,
+    ) -> Callable[[Any], Any]:
+        strawberry_field = (field_def.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+        resolve = field_def.resolve
+        if (
+            strawberry_field is not None
+            and getattr(resolve, "_is_default", False)
+            and strawberry_field.base_resolver is None
+            and strawberry_field.default_resolver is getattr
+        ):
+            attribute = strawberry_field.python_name
+
+            def read(source: Any) -> Any:
+                return getattr(source, attribute)
+
+            return read
+        if resolve is None:
+            resolve = self.field_resolver
+        # One resolve-info for every item: resolvers on this path do not read `info.path`
+        # (errors, which carry paths, are produced by graphql-core's own completion).
+        info = self.build_resolve_info(
+            field_def, [d.node for d in details], object_type, path.add_key(0, None)
+        )
+
+        def call(source: Any) -> Any:
+            result = resolve(source, info)
+            if inspect.isawaitable(result):
+                if inspect.iscoroutine(result):
+                    result.close()
+                raise _Fallback
+            return result
+
+        return call
+
+
+def _same(value: Any) -> Any:
+    return value
