@@ -72,9 +72,18 @@ class PageArgs:
 @dataclass(frozen=True, slots=True)
 class Page:
     rows: list[Any]
-    cursors: list[str]
+    # The sort keys the rows' `_k<i>` columns hold; a row's cursor is encoded when asked for
+    # (a client reading only `nodes` and `endCursor` needs one cursor, not one per row).
+    keys: Sequence[SortKey]
     has_next: bool
     has_previous: bool
+
+    def cursor(self, index: int) -> str:
+        return _cursor_of(self.rows[index], self.keys)
+
+    @property
+    def cursors(self) -> list[str]:
+        return [self.cursor(i) for i in range(len(self.rows))]
 
 
 def _fingerprint(keys: Sequence[SortKey]) -> str:
@@ -199,7 +208,7 @@ async def fetch_page(
     """One page of `source` ordered by `keys` (the last key must make the order total)."""
     size, backwards, walk, values = _plan(keys, args)
     if size == 0:
-        return Page([], [], False, False)
+        return Page([], keys, False, False)
 
     def build() -> Select[Any]:
         query = (
@@ -217,11 +226,10 @@ async def fetch_page(
     rows = rows[:size]
     if backwards:
         rows.reverse()
-    cursors = [_cursor_of(row, keys) for row in rows]
     started = (args.before if backwards else args.after) is not None
     if backwards:
-        return Page(rows, cursors, has_next=started, has_previous=more)
-    return Page(rows, cursors, has_next=more, has_previous=started)
+        return Page(rows, keys, has_next=started, has_previous=more)
+    return Page(rows, keys, has_next=more, has_previous=started)
 
 
 _PARENTS = "tg_parents"
@@ -244,7 +252,7 @@ async def fetch_pages_per_parent(
     """The first page of a child list for many parents in one statement (window function)."""
     size, _ = checked_size(first, None)
     if size == 0:
-        return {pid: Page([], [], False, after is not None) for pid in parent_ids}
+        return {pid: Page([], keys, False, after is not None) for pid in parent_ids}
     values = decode_cursor(after, keys) if after is not None else None
 
     def build() -> Select[Any]:
@@ -278,9 +286,7 @@ async def fetch_pages_per_parent(
     for pid, rows in grouped.items():
         more = len(rows) > size
         rows = rows[:size]
-        pages[pid] = Page(
-            rows, [_cursor_of(r, keys) for r in rows], has_next=more, has_previous=after is not None
-        )
+        pages[pid] = Page(rows, keys, has_next=more, has_previous=after is not None)
     return pages
 
 

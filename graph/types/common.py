@@ -47,10 +47,26 @@ class Edge(Generic[T]):
 
 @strawberry.type
 class Connection(Generic[T]):
-    edges: list[Edge[T]]
     nodes: list[T]
-    page_info: PageInfo
+    _page: strawberry.Private[Page]
     _total: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    # Edges and cursors are built only for queries that select them.
+    @strawberry.field
+    def edges(self) -> list[Edge[T]]:
+        page = self._page
+        return [Edge(cursor=page.cursor(i), node=n) for i, n in enumerate(self.nodes)]
+
+    @strawberry.field
+    def page_info(self) -> PageInfo:
+        page = self._page
+        last = len(page.rows) - 1
+        return PageInfo(
+            has_next_page=page.has_next,
+            has_previous_page=page.has_previous,
+            start_cursor=page.cursor(0) if last >= 0 else None,
+            end_cursor=page.cursor(last) if last >= 0 else None,
+        )
 
     @strawberry.field(description="Number of items in the whole list, across all pages.")
     async def total_count(self) -> int:
@@ -60,18 +76,7 @@ class Connection(Generic[T]):
 def connection(
     page: Page, build: Callable[[Any], T], total: Callable[[], Awaitable[int]]
 ) -> Connection[T]:
-    nodes = [build(row) for row in page.rows]
-    return Connection(
-        edges=[Edge(cursor=c, node=n) for c, n in zip(page.cursors, nodes, strict=True)],
-        nodes=nodes,
-        page_info=PageInfo(
-            has_next_page=page.has_next,
-            has_previous_page=page.has_previous,
-            start_cursor=page.cursors[0] if page.cursors else None,
-            end_cursor=page.cursors[-1] if page.cursors else None,
-        ),
-        _total=total,
-    )
+    return Connection(nodes=[build(row) for row in page.rows], _page=page, _total=total)
 
 
 def page_args(

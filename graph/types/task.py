@@ -6,6 +6,7 @@ import enum
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
+import asyncpg
 import strawberry
 
 from db import tasks as task_db
@@ -103,6 +104,8 @@ def _tuple(values: list[int] | None) -> tuple[int, ...] | None:
 
 
 MAX_ORDER_KEYS = 6
+_STATUS = {s.value: s for s in DbStatus}
+_PRIORITY = {p.value: p for p in DbPriority}
 
 
 async def task_connection(
@@ -164,6 +167,12 @@ async def prefetch(info: strawberry.Info, tasks: list[Task]) -> None:
 
     people_by_id = {row.id: User.from_row(row) for row in done.get("people", []) if row is not None}
     projects_by_id = {row.id: row for row in done.get("projects", []) if row is not None}
+    # One object per project, not per task; built only when the query selects `project`.
+    project_objects = (
+        {pid: Project.from_row(row) for pid, row in projects_by_id.items()}
+        if "project" in wanted
+        else {}
+    )
     for i, task in enumerate(tasks):
         pre = task._pre = {}
         if "people" in done:
@@ -174,9 +183,9 @@ async def prefetch(info: strawberry.Info, tasks: list[Task]) -> None:
         if "comment_count" in done:
             pre["comment_count"] = done["comment_count"][i]
         if "projects" in done:
-            project = projects_by_id[task.project_id]
-            pre["key"] = f"{project.key}-{task.number}"
-            pre["project"] = Project.from_row(project)
+            pre["key"] = f"{projects_by_id[task.project_id].key}-{task.number}"
+            if project_objects:
+                pre["project"] = project_objects[task.project_id]
 
 
 @strawberry.type
@@ -207,25 +216,31 @@ class Task(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> Task:
-        return cls(
-            id=strawberry.ID(to_global_id("Task", row.id)),
-            db_id=row.id,
-            workspace_id=row.workspace_id,
-            project_id=row.project_id,
-            assignee_id=row.assignee_id,
-            creator_id=row.creator_id,
-            number=row.number,
-            title=row.title,
-            description=row.description,
-            status=DbStatus(row.status),
-            priority=DbPriority(row.priority),
-            due_date=row.due_date,
-            position=row.position,
-            version=row.version,
-            completed_at=row.completed_at,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
+        # Pages of up to 100 tasks are built per request: the instance's attributes are set
+        # directly from the row's columns, which costs a third of the dataclass constructor.
+        values = row if isinstance(row, asyncpg.Record) else row._mapping
+        task = cls.__new__(cls)
+        task.__dict__.update(
+            id=strawberry.ID(to_global_id("Task", values["id"])),
+            db_id=values["id"],
+            workspace_id=values["workspace_id"],
+            project_id=values["project_id"],
+            assignee_id=values["assignee_id"],
+            creator_id=values["creator_id"],
+            number=values["number"],
+            title=values["title"],
+            description=values["description"],
+            status=_STATUS[values["status"]],
+            priority=_PRIORITY[values["priority"]],
+            due_date=values["due_date"],
+            position=values["position"],
+            version=values["version"],
+            completed_at=values["completed_at"],
+            created_at=values["created_at"],
+            updated_at=values["updated_at"],
+            _pre={},
         )
+        return task
 
     # Each relationship field returns the value a list prefetched, or else an awaitable that
     # loads it: synchronous resolvers keep graphql-core off its slower async path.
