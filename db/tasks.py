@@ -153,7 +153,15 @@ def _conditions(flt: TaskFilter | None) -> list[ColumnElement[bool]]:
 
 def _filtered(flt: TaskFilter | None) -> Source:
     # The filter's values are part of the statement's shape: one compiled statement per filter.
-    return Source(("tasks", flt), lambda: select(T).where(*_conditions(flt)))
+    # Task keys ("ENG-42") need the project's key: it comes with the rows, as `project_key`.
+    return Source(
+        ("tasks", flt),
+        lambda: (
+            select(T, P.c.key.label("project_key"))
+            .join(P, P.c.id == T.c.project_id)
+            .where(*_conditions(flt))
+        ),
+    )
 
 
 async def task_pages(

@@ -157,7 +157,7 @@ async def prefetch(info: strawberry.Info, tasks: list[Task]) -> None:
         jobs["labels"] = loaders.labels_of_task.load_many(ids)
     if "commentCount" in wanted:
         jobs["comment_count"] = loaders.comment_count.load_many(ids)
-    if "key" in wanted or "project" in wanted:
+    if "project" in wanted or ("key" in wanted and any("key" not in t._pre for t in tasks)):
         jobs["projects"] = loaders.project.load_many(sorted({t.project_id for t in tasks}))
     if not jobs:
         return
@@ -174,7 +174,7 @@ async def prefetch(info: strawberry.Info, tasks: list[Task]) -> None:
         else {}
     )
     for i, task in enumerate(tasks):
-        pre = task._pre = {}
+        pre = task._pre
         if "people" in done:
             pre["assignee"] = people_by_id.get(task.assignee_id) if task.assignee_id else None
             pre["creator"] = people_by_id.get(task.creator_id)
@@ -240,6 +240,9 @@ class Task(Node):
             updated_at=values["updated_at"],
             _pre={},
         )
+        project_key = values.get("project_key")
+        if project_key is not None:
+            task._pre["key"] = f"{project_key}-{values['number']}"
         return task
 
     # Each relationship field returns the value a list prefetched, or else an awaitable that

@@ -82,3 +82,38 @@ async def test_board_statement_count_is_constant(
     ]
     assert first["project"]["key"] == "ENG"
     assert counter.count == BOARD_STATEMENTS, "\n".join(counter.statements)
+
+
+EXPORT = """
+query Export($slug: String!, $first: Int!) {
+  workspace(slug: $slug) {
+    tasks(first: $first) {
+      pageInfo { hasNextPage endCursor }
+      nodes { id key title status priority updatedAt }
+    }
+  }
+}
+"""
+
+# 1 user and memberships (authentication), 1 workspace by slug, 1 task page: task keys come
+# with the task rows, so projects are not read.
+EXPORT_STATEMENTS = 3
+
+
+@pytest.mark.parametrize("tasks", [3, 60])
+async def test_export_reads_keys_with_the_tasks(
+    api: Api, session: AsyncSession, engine: AsyncEngine, tasks: int
+) -> None:
+    owner = await factories.user(session, "owner")
+    ws = await factories.workspace(session)
+    await factories.member(session, ws.id, owner.id, Role.OWNER)
+    projects = [await factories.project(session, ws.id, key) for key in ("ENG", "OPS")]
+    for n in range(tasks):
+        await factories.task(session, projects[n % 2], owner.id)
+    await session.commit()
+    with StatementCounter(engine) as counter:
+        data = await api.data(EXPORT, {"slug": ws.slug, "first": 50}, token=token_for(owner.id))
+    nodes = data["workspace"]["tasks"]["nodes"]
+    assert len(nodes) == min(tasks, 50)
+    assert {n["key"].split("-")[0] for n in nodes} == {"ENG", "OPS"}
+    assert counter.count == EXPORT_STATEMENTS, "\n".join(counter.statements)
