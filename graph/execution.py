@@ -158,6 +158,14 @@ class FastListExecutionContext(StrawberryGraphQLCoreExecutionContext):
         )
         if new_defer_usages:
             raise _Fallback
+        # Refuse before building anything: a plan for a selection with arguments is never used.
+        for details in grouped.values():
+            node = details[0].node
+            if node.arguments:
+                raise _Fallback
+            field_def = self.schema.get_field(object_type, node.name.value)
+            if field_def is not None and field_def.args:
+                raise _Fallback
         steps: list[Step] = []
         for response_key, details in grouped.items():
             node = details[0].node
@@ -169,8 +177,6 @@ class FastListExecutionContext(StrawberryGraphQLCoreExecutionContext):
             field_def = self.schema.get_field(object_type, name)
             if field_def is None:
                 continue
-            if field_def.args or node.arguments:
-                raise _Fallback
             getter = self._getter(field_def, details, object_type, path)
             complete = self._value_plan(field_def.type, details, path)
             steps.append((response_key, getter, complete))
@@ -207,14 +213,18 @@ class FastListExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return read
         if resolve is None:
             resolve = self.field_resolver
-        # One resolve-info for every item: resolvers on this path do not read `info.path`
-        # (errors, which carry paths, are produced by graphql-core's own completion).
-        info = self.build_resolve_info(
-            field_def, [d.node for d in details], object_type, path.add_key(0, None)
-        )
+        # One resolve-info for every item, built on first use: resolvers on this path do not
+        # read `info.path` (errors, which carry paths, come from graphql-core's completion).
+        infos: list[GraphQLResolveInfo] = []
 
         def call(source: Any) -> Any:
-            result = resolve(source, info)
+            if not infos:
+                infos.append(
+                    self.build_resolve_info(
+                        field_def, [d.node for d in details], object_type, path.add_key(0, None)
+                    )
+                )
+            result = resolve(source, infos[0])
             if inspect.isawaitable(result):
                 if inspect.iscoroutine(result):
                     result.close()
