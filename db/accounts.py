@@ -12,7 +12,17 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import BigInteger, any_, bindparam, exists, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    any_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import raw, validation
@@ -73,18 +83,32 @@ async def users_by_ids(
         "users_by_ids",
         _users_by_ids,
         ids=list(ids),
-        me=principal.user_id if principal.user_id is not None else -1,
-        member_of=list(principal.roles),
         readable=principal.readable_workspace_ids,
+        **visibility_params(principal),
     )
     return {row.id: row for row in rows}
 
 
-def _users_by_ids() -> Any:
+def visibility_params(principal: Principal) -> dict[str, Any]:
+    """The parameters of `email_visible`."""
+    return {
+        "me": principal.user_id if principal.user_id is not None else -1,
+        "member_of": list(principal.roles),
+    }
+
+
+def email_visible() -> ColumnElement[bool]:
+    """Whether the principal sees a user's e-mail: it is the user, or a member of a workspace
+    the user belongs to (parameters from `visibility_params`)."""
     is_self = U.c.id == bindparam("me", type_=BigInteger)
     co_member = exists().where(
         M.c.user_id == U.c.id, M.c.workspace_id == any_(ids_param("member_of"))
     )
+    return is_self | co_member
+
+
+def _users_by_ids() -> Any:
+    is_self = U.c.id == bindparam("me", type_=BigInteger)
     in_readable = exists().where(
         M.c.user_id == U.c.id, M.c.workspace_id == any_(ids_param("readable"))
     )
@@ -94,7 +118,7 @@ def _users_by_ids() -> Any:
         U.c.email,
         U.c.created_at,
         (is_self | in_readable).label("visible"),
-        (is_self | co_member).label("email_visible"),
+        email_visible().label("email_visible"),
     ).where(U.c.id == any_(ids_param("ids")))
 
 

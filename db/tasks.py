@@ -194,8 +194,22 @@ async def tasks_by_ids(
     rows = await raw.rows(
         session,
         "tasks_by_ids",
-        lambda: select(T).where(
-            T.c.id == any_(ids_param("ids")), T.c.workspace_id == any_(ids_param("readable"))
+        # A task read by id (a detail view) is usually shown with its project: it comes along,
+        # as `project_*` columns.
+        lambda: (
+            select(
+                T,
+                P.c.key.label("project_key"),
+                P.c.name.label("project_name"),
+                P.c.description.label("project_description"),
+                P.c.archived_at.label("project_archived_at"),
+                P.c.created_at.label("project_created_at"),
+                P.c.updated_at.label("project_updated_at"),
+            )
+            .join(P, P.c.id == T.c.project_id)
+            .where(
+                T.c.id == any_(ids_param("ids")), T.c.workspace_id == any_(ids_param("readable"))
+            )
         ),
         ids=list(ids),
         readable=principal.readable_workspace_ids,

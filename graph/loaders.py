@@ -126,7 +126,12 @@ class Loaders:
         return loader
 
     def comment_pages(self, args: PageArgs) -> DataLoader[int, Page]:
-        return self.keyed(("comments", args), _pages(comments.comment_pages, args))
+        principal = self._ctx.principal
+
+        async def batch(session: Any, ids: list[int]) -> dict[int, Page]:
+            return await comments.comment_pages(session, principal, ids, args)
+
+        return self.keyed(("comments", args), batch)
 
     def activity_pages(self, args: PageArgs) -> DataLoader[int, Page]:
         return self.keyed(("activity", args), _pages(activities.activity_pages, args))

@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 import strawberry
 
 from graph.context import context_of
@@ -21,20 +22,41 @@ class Comment(Node):
     task_id: strawberry.Private[int]
     author_id: strawberry.Private[int]
 
+    # The author, when the comment's row brought it (pages of comments do).
+    _author: strawberry.Private[User | None] = None
+
     @classmethod
     def from_row(cls, row: Any) -> Comment:
+        values = row if isinstance(row, asyncpg.Record) else row._mapping
+        author = None
+        name = values.get("author_name")
+        if name is not None:
+            author = User(
+                id=strawberry.ID(to_global_id("User", values["author_id"])),
+                db_id=values["author_id"],
+                name=name,
+                created_at=values["author_created_at"],
+                _email=values["author_email"] if values["author_email_visible"] else None,
+            )
         return cls(
-            id=strawberry.ID(to_global_id("Comment", row.id)),
-            db_id=row.id,
-            task_id=row.task_id,
-            author_id=row.author_id,
-            body=row.body,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
+            id=strawberry.ID(to_global_id("Comment", values["id"])),
+            db_id=values["id"],
+            task_id=values["task_id"],
+            author_id=values["author_id"],
+            body=values["body"],
+            created_at=values["created_at"],
+            updated_at=values["updated_at"],
+            _author=author,
         )
 
+    # Synchronous when the author came with the row (see graph/execution.py).
     @strawberry.field
-    async def author(self, info: strawberry.Info) -> User:
+    def author(self, info: strawberry.Info) -> User:
+        if self._author is not None:
+            return self._author
+        return self._load_author(info)  # type: ignore[return-value]
+
+    async def _load_author(self, info: strawberry.Info) -> User:
         return User.from_row(await context_of(info).loaders.user.load(self.author_id))
 
     @strawberry.field

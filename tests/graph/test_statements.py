@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from db.models import Role
+from graph.ids import to_global_id
 from tests import factories
 from tests.conftest import StatementCounter
 from tests.graph.conftest import Api, token_for
@@ -34,8 +35,8 @@ query Board($slug: String!, $first: Int!) {
 
 # 1 user and memberships (authentication), 1 workspace by slug, 1 project by key,
 # 1 task page, 1 task count, 1 assignees+creators, 1 labels, 1 comment counts,
-# 1 first-3-comments (window function), 1 comment authors.
-BOARD_STATEMENTS = 10
+# 1 first-3-comments with their authors (window function).
+BOARD_STATEMENTS = 9
 
 
 async def _board(session: AsyncSession, tasks: int) -> tuple[str, int]:
@@ -117,3 +118,51 @@ async def test_export_reads_keys_with_the_tasks(
     assert len(nodes) == min(tasks, 50)
     assert {n["key"].split("-")[0] for n in nodes} == {"ENG", "OPS"}
     assert counter.count == EXPORT_STATEMENTS, "\n".join(counter.statements)
+
+
+DETAIL = """
+query Detail($id: ID!) {
+  node(id: $id) {
+    ... on Task {
+      id key title
+      project { key name }
+      assignee { name } creator { name }
+      labels { name }
+      comments(first: 20) { nodes { body author { id name email } } }
+      activity(first: 10) { nodes { kind } }
+    }
+  }
+}
+"""
+
+# 1 authentication, 1 task with its project, 1 assignee+creator, 1 labels, 1 comments with
+# their authors, 1 activity.
+DETAIL_STATEMENTS = 6
+
+
+async def test_task_detail_statements(api: Api, session: AsyncSession, engine: AsyncEngine) -> None:
+    world = await factories.world(session)
+    task = world.tasks[0]
+    outsider = world.users["outsider"]
+    await factories.comment(session, task.id, world.users["admin"].id, "first", minute=1)
+    await factories.comment(session, task.id, outsider.id, "from a former member", minute=2)
+    await session.commit()
+    with StatementCounter(engine) as counter:
+        data = await api.data(
+            DETAIL,
+            {"id": to_global_id("Task", task.id)},
+            token=token_for(world.users["member"].id),
+        )
+    node = data["node"]
+    assert node["project"] == {"key": "ENG", "name": "Engineering"}
+    assert node["key"] == f"ENG-{task.number}"
+    comments = node["comments"]["nodes"]
+    assert [c["body"] for c in comments] == ["first", "from a former member"]
+    # E-mails follow the same rule as everywhere: shown for co-members only.
+    assert comments[0]["author"]["email"] == world.users["admin"].email
+    assert comments[1]["author"] == {
+        "id": to_global_id("User", outsider.id),
+        "name": outsider.name,
+        "email": None,
+    }
+    assert counter.count == DETAIL_STATEMENTS, "\n".join(counter.statements)
