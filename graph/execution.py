@@ -211,6 +211,27 @@ class FastListExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 return getattr(source, attribute)
 
             return read
+        direct = _direct_method(strawberry_field, self.schema)
+        if direct is not None:
+            method, wants_info = direct
+            if not wants_info:
+
+                def call_method(source: Any) -> Any:
+                    return _settled(method(source))
+
+                return call_method
+            strawberry_infos: list[Any] = []
+
+            def call_method_with_info(source: Any) -> Any:
+                if not strawberry_infos:
+                    raw_info = self.build_resolve_info(
+                        field_def, [d.node for d in details], object_type, path.add_key(0, None)
+                    )
+                    info_class = self.schema._strawberry_schema.config.info_class  # type: ignore[attr-defined]
+                    strawberry_infos.append(info_class(_raw_info=raw_info, _field=strawberry_field))
+                return _settled(method(source, info=strawberry_infos[0]))
+
+            return call_method_with_info
         if resolve is None:
             resolve = self.field_resolver
         # One resolve-info for every item, built on first use: resolvers on this path do not
@@ -224,15 +245,53 @@ class FastListExecutionContext(StrawberryGraphQLCoreExecutionContext):
                         field_def, [d.node for d in details], object_type, path.add_key(0, None)
                     )
                 )
-            result = resolve(source, infos[0])
-            if inspect.isawaitable(result):
-                if inspect.iscoroutine(result):
-                    result.close()
-                raise _Fallback
-            return result
+            return _settled(resolve(source, infos[0]))
 
         return call
 
 
 def _same(value: Any) -> Any:
     return value
+
+
+def _settled(result: Any) -> Any:
+    """A resolver's value, or a fallback when it has to be awaited."""
+    if inspect.isawaitable(result):
+        if inspect.iscoroutine(result):
+            result.close()
+        raise _Fallback
+    return result
+
+
+_DIRECT: dict[Any, tuple[Callable[..., Any], bool] | None] = {}
+
+
+def _direct_method(strawberry_field: Any, schema: Any) -> tuple[Callable[..., Any], bool] | None:
+    """The plain method behind a field, and whether it takes `info`, when Strawberry's
+    resolver wrappers would add nothing to calling it: a synchronous method of the type
+    without arguments, field extensions, permission classes or exception handlers."""
+    if strawberry_field is None:
+        return None
+    if strawberry_field in _DIRECT:
+        return _DIRECT[strawberry_field]
+    found = None
+    resolver = strawberry_field.base_resolver
+    strawberry_schema = getattr(schema, "_strawberry_schema", None)
+    if (
+        resolver is not None
+        and strawberry_schema is not None
+        and not strawberry_schema.schema_converter._exception_handler_specs
+        and not resolver.is_async
+        and not resolver.arguments
+        and not strawberry_field.extensions
+        and not strawberry_field.permission_classes
+        and resolver.self_parameter is not None
+        and resolver.root_parameter is None
+        and resolver.parent_parameter is None
+    ):
+        names = list(resolver.signature.parameters)
+        info = resolver.info_parameter
+        if names == [resolver.self_parameter.name] + ([info.name] if info is not None else []):
+            found = (resolver.wrapped_func, info is not None)
+    _DIRECT[strawberry_field] = found
+    return found
