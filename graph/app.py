@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -84,6 +85,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        tune_garbage_collector()
         yield
         await engine.dispose()
 
@@ -132,6 +134,20 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     return app
+
+
+def tune_garbage_collector() -> None:
+    """Fewer, cheaper collections for a long-running server.
+
+    Everything built at start-up (modules, the schema, table metadata) lives as long as the
+    process; frozen, it is no longer traversed by every full collection. A request allocates
+    thousands of short-lived objects; with the default threshold (700) the young generation
+    is collected several times per request. Measured in-process (bench/README.md): 8-14%
+    less CPU per request on the board and the task detail.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 100)
 
 
 def app_from_env() -> FastAPI:

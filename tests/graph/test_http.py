@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from db.engine import make_engine
 from graph.app import create_app
 from graph.http import MAX_BODY_BYTES
 from graph.settings import Settings
@@ -125,3 +127,17 @@ async def test_cors_headers_wrap_the_direct_path(cors_api: Api) -> None:
         "/graphql", json={"query": "{ __typename }"}, headers={"origin": "https://evil.example"}
     )
     assert "access-control-allow-origin" not in other.headers
+
+
+async def test_the_server_tunes_the_garbage_collector_at_start(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    before = gc.get_threshold()
+    app = create_app(settings, engine=make_engine(engine.url.render_as_string(hide_password=False)))
+    try:
+        async with app.router.lifespan_context(app):
+            assert gc.get_threshold() == (10_000, 50, 100)
+            assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
