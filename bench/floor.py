@@ -85,7 +85,7 @@ EXPORT = f"""
 WITH k AS (SELECT workspace_id FROM api_keys WHERE prefix = $2 AND secret_hash = $3
            AND revoked_at IS NULL),
 w AS (SELECT w.id FROM workspaces w JOIN k ON k.workspace_id = w.id WHERE w.slug = $1),
-t AS (SELECT t.* FROM tasks t JOIN w ON t.workspace_id = w.id
+t AS (SELECT t.* FROM tasks t WHERE t.workspace_id = (SELECT id FROM w)
       ORDER BY t.created_at DESC, t.id DESC LIMIT 101)
 SELECT json_build_object('count', count(*), 'nodes', coalesce(json_agg(json_build_object(
   'id', {gid("Task", "t.id")}, 'key', p.key || '-' || t.number, 'title', t.title,

@@ -147,7 +147,7 @@ def tune_garbage_collector() -> None:
     """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(10_000, 50, 100)
+    gc.set_threshold(10_000, 10, 10)
 
 
 def app_from_env() -> FastAPI:

@@ -136,7 +136,7 @@ async def test_the_server_tunes_the_garbage_collector_at_start(
     app = create_app(settings, engine=make_engine(engine.url.render_as_string(hide_password=False)))
     try:
         async with app.router.lifespan_context(app):
-            assert gc.get_threshold() == (10_000, 50, 100)
+            assert gc.get_threshold() == (10_000, 10, 10)
             assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
