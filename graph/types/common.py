@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
+import asyncpg
 import strawberry
 
 from db import models
@@ -37,6 +38,21 @@ class PageInfo:
 
 
 T = TypeVar("T")
+
+
+def columns(row: Any) -> Mapping[str, Any]:
+    """A row's columns by name, whether it came from `db.raw` (an asyncpg record), from a
+    SQLAlchemy statement, or was assembled as a dict."""
+    if isinstance(row, asyncpg.Record | dict):
+        return row  # type: ignore[return-value]
+    return row._mapping  # type: ignore[no-any-return]
+
+
+def fill(obj: Any, **values: Any) -> Any:
+    """Set a Strawberry object's attributes directly: building pages of objects from rows,
+    the dataclass constructor's argument handling costs more than the rest together."""
+    obj.__dict__.update(values)
+    return obj
 
 
 @strawberry.type

@@ -6,7 +6,7 @@ import strawberry
 
 from graph.context import context_of
 from graph.ids import to_global_id
-from graph.types.common import Node
+from graph.types.common import Node, columns, fill
 
 if TYPE_CHECKING:
     from graph.types.workspace import Workspace
@@ -21,12 +21,14 @@ class Label(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> Label:
-        return cls(
-            id=strawberry.ID(to_global_id("Label", row.id)),
-            db_id=row.id,
-            workspace_id=row.workspace_id,
-            name=row.name,
-            color=row.color,
+        v = columns(row)
+        return fill(  # type: ignore[no-any-return]
+            cls.__new__(cls),
+            id=strawberry.ID(to_global_id("Label", v["id"])),
+            db_id=v["id"],
+            workspace_id=v["workspace_id"],
+            name=v["name"],
+            color=v["color"],
         )
 
     @strawberry.field

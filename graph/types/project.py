@@ -8,7 +8,7 @@ import strawberry
 from db.models import TaskStatus as DbStatus
 from graph.context import context_of
 from graph.ids import to_global_id
-from graph.types.common import Connection, Node
+from graph.types.common import Connection, Node, columns, fill
 from graph.types.task import Task, TaskFilter, TaskOrder, task_connection
 
 if TYPE_CHECKING:
@@ -45,16 +45,18 @@ class Project(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> Project:
-        return cls(
-            id=strawberry.ID(to_global_id("Project", row.id)),
-            db_id=row.id,
-            workspace_id=row.workspace_id,
-            key=row.key,
-            name=row.name,
-            description=row.description,
-            archived_at=row.archived_at,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
+        v = columns(row)
+        return fill(  # type: ignore[no-any-return]
+            cls.__new__(cls),
+            id=strawberry.ID(to_global_id("Project", v["id"])),
+            db_id=v["id"],
+            workspace_id=v["workspace_id"],
+            key=v["key"],
+            name=v["name"],
+            description=v["description"],
+            archived_at=v["archived_at"],
+            created_at=v["created_at"],
+            updated_at=v["updated_at"],
         )
 
     @strawberry.field

@@ -4,7 +4,6 @@ import asyncio
 import dataclasses
 import enum
 from datetime import date, datetime
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Annotated, Any
 
 import asyncpg
@@ -247,7 +246,7 @@ class Task(Node):
         if project_key is not None:
             task._pre["key"] = f"{project_key}-{values['number']}"
             if "project_name" in values:
-                task._pre["project_row"] = SimpleNamespace(
+                task._pre["project_row"] = dict(
                     id=values["project_id"],
                     workspace_id=values["workspace_id"],
                     key=project_key,
