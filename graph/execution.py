@@ -24,14 +24,21 @@ synchronous, side-effect-free field resolvers of the read types (see graph/types
 
 from __future__ import annotations
 
+import enum
 import inspect
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from graphql import (
+    GraphQLBoolean,
+    GraphQLFloat,
+    GraphQLID,
+    GraphQLInt,
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLResolveInfo,
+    GraphQLString,
     is_leaf_type,
     is_list_type,
     is_non_null_type,
@@ -115,19 +122,7 @@ class FastListExecutionContext(StrawberryGraphQLCoreExecutionContext):
 
             return non_null
         if is_leaf_type(return_type):
-            coerce = return_type.coerce_output_value  # type: ignore[union-attr]
-
-            def leaf(value: Any) -> Any:
-                if value is None:
-                    return None
-                if isinstance(value, Exception):
-                    raise _Fallback
-                coerced = coerce(value)
-                if coerced is None or coerced is Undefined:
-                    raise _Fallback
-                return coerced
-
-            return leaf
+            return _leaf_plan(return_type)
         if is_list_type(return_type):
             item = self._value_plan(
                 return_type.of_type,  # type: ignore[attr-defined]
@@ -254,8 +249,59 @@ def _same(value: Any) -> Any:
     return value
 
 
+# Values that graphql-core's built-in scalars return unchanged (Int and Float also check the
+# range): the common case is answered without the coercion call.
+_AS_IS: dict[Any, type] = {
+    GraphQLString: str,
+    GraphQLID: str,
+    GraphQLBoolean: bool,
+    GraphQLInt: int,
+    GraphQLFloat: float,
+}
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+
+
+def _leaf_plan(return_type: Any) -> Callable[[Any], Any]:
+    coerce = return_type.coerce_output_value
+    kind = next((k for t, k in _AS_IS.items() if t is return_type), None)
+    wrapped = getattr(return_type, "wrapped_cls", None)
+    # Strawberry's enum type answers a member with the name of the first value equal to it.
+    names: dict[Any, str] = {}
+    if isinstance(wrapped, type) and issubclass(wrapped, enum.Enum):
+        for member in wrapped:
+            for name, value in return_type.values.items():
+                if member.value == value.value:
+                    names[member] = name
+                    break
+
+    def leaf(value: Any) -> Any:
+        if value is None:
+            return None
+        cls = type(value)
+        if cls is kind and (
+            (cls is not int or _INT_MIN <= value <= _INT_MAX)
+            and (cls is not float or math.isfinite(value))
+        ):
+            return value
+        if cls is wrapped and value in names:
+            return names[value]
+        if isinstance(value, Exception):
+            raise _Fallback
+        coerced = coerce(value)
+        if coerced is None or coerced is Undefined:
+            raise _Fallback
+        return coerced
+
+    return leaf
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None), list, dict})
+
+
 def _settled(result: Any) -> Any:
     """A resolver's value, or a fallback when it has to be awaited."""
+    if type(result) in _PLAIN:
+        return result
     if inspect.isawaitable(result):
         if inspect.iscoroutine(result):
             result.close()

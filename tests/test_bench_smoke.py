@@ -23,6 +23,25 @@ async def test_bench_runs_every_op_against_every_target(server_url: str, tmp_pat
     url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
     output = tmp_path / "results.json"
     try:
+        # First, while the data is as seeded (the create op adds tasks).
+        profile = [
+            sys.executable,
+            "-m",
+            "bench",
+            "profile",
+            "--scale",
+            "0.005",
+            "--requests",
+            "14",
+            "--database-url",
+            url,
+        ]
+        profiled = await asyncio.to_thread(
+            subprocess.run, profile, cwd=ROOT, capture_output=True, text=True, timeout=120
+        )
+        assert profiled.returncode == 0, profiled.stdout[-3000:] + profiled.stderr[-3000:]
+        reported = [line.split()[0] for line in profiled.stdout.splitlines() if "ms CPU" in line]
+        assert reported == ["board", "detail", "export", "me"]
         command = [
             sys.executable,
             "-m",

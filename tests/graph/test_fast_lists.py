@@ -10,6 +10,8 @@ or return awaitables, nulls in non-null positions, and lists of other shapes.
 from __future__ import annotations
 
 import asyncio
+import enum
+import math
 import random
 from typing import Any
 
@@ -171,10 +173,29 @@ async def test_generated_queries_give_the_same_responses_with_and_without_plans(
 # A schema of its own for what the plans hand back to graphql-core.
 
 
+@strawberry.enum
+class Size(enum.Enum):
+    SMALL = "s"
+    LARGE = "l"
+
+
 @strawberry.type
 class Item:
     name: str
     maybe: str | None = None
+    size: Size = Size.SMALL
+    count: int = 1
+    ratio: float = 0.5
+    flag: bool = True
+
+    @strawberry.field
+    def odd(self) -> int:
+        # Out of GraphQL's 32-bit range for one item: an error, as graphql-core reports it.
+        return 2**40 if self.name == "big" else 7
+
+    @strawberry.field
+    def fraction(self) -> float:
+        return math.nan if self.name == "nan" else 0.25
 
     @strawberry.field
     def checked(self) -> str:
@@ -232,6 +253,9 @@ class Root:
 SMALL = strawberry.Schema(query=Root, execution_context_class=FastListExecutionContext)
 
 SMALL_QUERIES = [
+    ('{ items(names: ["a", "b"]) { size count ratio flag odd fraction } }', True),
+    ('{ items(names: ["a", "big"]) { name odd } }', False),
+    ('{ items(names: ["a", "nan"]) { name fraction } }', False),
     ('{ items(names: ["a", "b"]) { name checked required maybe __typename } }', True),
     ('{ items(names: ["a", "boom", "c"]) { name checked } }', False),
     ('{ items(names: ["a", "null"]) { name required } }', False),
