@@ -15,7 +15,6 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
-    any_,
     bindparam,
     exists,
     func,
@@ -29,7 +28,7 @@ from db import raw, validation
 from db.access import Principal
 from db.models import Membership, RefreshToken, User
 from db.results import Problem, ProblemCode, Rejected, reject
-from db.sql import ids_param
+from db.sql import in_ids
 
 U = User.__table__
 M = Membership.__table__
@@ -78,7 +77,7 @@ async def users_by_ids(
     principal can read). `email_visible`: the e-mail is shown to the user and to members of a
     workspace the user belongs to; an API key is no member, so it never sees e-mails.
     """
-    rows = await raw.rows(
+    return await raw.by_id(
         session,
         "users_by_ids",
         _users_by_ids,
@@ -86,7 +85,6 @@ async def users_by_ids(
         readable=principal.readable_workspace_ids,
         **visibility_params(principal),
     )
-    return {row.id: row for row in rows}
 
 
 def visibility_params(principal: Principal) -> dict[str, Any]:
@@ -101,17 +99,13 @@ def email_visible() -> ColumnElement[bool]:
     """Whether the principal sees a user's e-mail: it is the user, or a member of a workspace
     the user belongs to (parameters from `visibility_params`)."""
     is_self = U.c.id == bindparam("me", type_=BigInteger)
-    co_member = exists().where(
-        M.c.user_id == U.c.id, M.c.workspace_id == any_(ids_param("member_of"))
-    )
+    co_member = exists().where(M.c.user_id == U.c.id, in_ids(M.c.workspace_id, "member_of"))
     return is_self | co_member
 
 
 def _users_by_ids() -> Any:
     is_self = U.c.id == bindparam("me", type_=BigInteger)
-    in_readable = exists().where(
-        M.c.user_id == U.c.id, M.c.workspace_id == any_(ids_param("readable"))
-    )
+    in_readable = exists().where(M.c.user_id == U.c.id, in_ids(M.c.workspace_id, "readable"))
     return select(
         U.c.id,
         U.c.name,
@@ -119,7 +113,7 @@ def _users_by_ids() -> Any:
         U.c.created_at,
         (is_self | in_readable).label("visible"),
         email_visible().label("email_visible"),
-    ).where(U.c.id == any_(ids_param("ids")))
+    ).where(in_ids(U.c.id, "ids"))
 
 
 async def sign_up(session: AsyncSession, email: str, name: str, password: str) -> Any:

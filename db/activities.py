@@ -6,7 +6,7 @@ import enum
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import any_, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import raw
@@ -14,7 +14,7 @@ from db.access import Principal
 from db.lists import counts_by_parent, pages_by_parent
 from db.models import Activity, ActivityKind
 from db.pagination import Page, PageArgs, SortKey, Source
-from db.sql import ids_param
+from db.sql import in_ids
 
 A = Activity.__table__
 
@@ -39,16 +39,13 @@ async def activity_counts(session: AsyncSession, task_ids: Sequence[int]) -> dic
 async def activities_by_ids(
     session: AsyncSession, principal: Principal, ids: Sequence[int]
 ) -> dict[int, Any]:
-    rows = await raw.rows(
+    return await raw.by_id(
         session,
         "activities_by_ids",
-        lambda: select(A).where(
-            A.c.id == any_(ids_param("ids")), A.c.workspace_id == any_(ids_param("readable"))
-        ),
+        lambda: select(A).where(in_ids(A.c.id, "ids"), in_ids(A.c.workspace_id, "readable")),
         ids=list(ids),
         readable=principal.readable_workspace_ids,
     )
-    return {row.id: row for row in rows}
 
 
 def change(field: str, before: object, after: object) -> dict[str, str | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import any_, delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import accounts, activities, raw, validation
@@ -15,7 +15,7 @@ from db.models import ActivityKind, Comment, Project, Task, User
 from db.pagination import Page, PageArgs, SortKey, Source
 from db.permissions import require_task_editor
 from db.results import Problem, ProblemCode, Rejected, reject
-from db.sql import ids_param
+from db.sql import in_ids
 
 C = Comment.__table__
 U = User.__table__
@@ -63,20 +63,17 @@ async def comment_counts(session: AsyncSession, task_ids: Sequence[int]) -> dict
 async def comments_by_ids(
     session: AsyncSession, principal: Principal, ids: Sequence[int]
 ) -> dict[int, Any]:
-    rows = await raw.rows(
+    return await raw.by_id(
         session,
         "comments_by_ids",
         lambda: (
             select(C)
             .join(T, T.c.id == C.c.task_id)
-            .where(
-                C.c.id == any_(ids_param("ids")), T.c.workspace_id == any_(ids_param("readable"))
-            )
+            .where(in_ids(C.c.id, "ids"), in_ids(T.c.workspace_id, "readable"))
         ),
         ids=list(ids),
         readable=principal.readable_workspace_ids,
     )
-    return {row.id: row for row in rows}
 
 
 # Commands. Members (and WRITE keys) comment; authors edit their own comments; authors and

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import any_, delete, func, literal_column, select, update
+from sqlalchemy import delete, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
@@ -16,7 +16,7 @@ from db.access import Principal
 from db.models import ActivityKind, Label, Project, Task, TaskLabel
 from db.permissions import require_admin
 from db.results import Problem, ProblemCode, Rejected, reject
-from db.sql import ids_param
+from db.sql import in_ids
 
 L = Label.__table__
 T = Task.__table__
@@ -33,7 +33,7 @@ async def labels_by_workspace(
         "labels_by_workspace",
         lambda: (
             select(L)
-            .where(L.c.workspace_id == any_(ids_param("ids")))
+            .where(in_ids(L.c.workspace_id, "ids"))
             .order_by(L.c.workspace_id, func.lower(L.c.name), L.c.id)
         ),
         ids=list(workspace_ids),
@@ -45,16 +45,13 @@ async def labels_by_workspace(
 async def labels_by_ids(
     session: AsyncSession, principal: Principal, ids: Sequence[int]
 ) -> dict[int, Any]:
-    rows = await raw.rows(
+    return await raw.by_id(
         session,
         "labels_by_ids",
-        lambda: select(L).where(
-            L.c.id == any_(ids_param("ids")), L.c.workspace_id == any_(ids_param("readable"))
-        ),
+        lambda: select(L).where(in_ids(L.c.id, "ids"), in_ids(L.c.workspace_id, "readable")),
         ids=list(ids),
         readable=principal.readable_workspace_ids,
     )
-    return {row.id: row for row in rows}
 
 
 # Commands. Labels are managed by workspace admins.

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Select, any_, bindparam, func
+from sqlalchemy import BigInteger, ColumnElement, Select, bindparam, func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import raw
 from db.pagination import (
+    PARENTS,
     Page,
     PageArgs,
     SortKey,
@@ -17,8 +18,8 @@ from db.pagination import (
     column_key,
     fetch_page,
     fetch_pages_per_parent,
-    parents_param,
 )
+from db.sql import in_ids
 
 
 async def pages_by_parent(
@@ -63,13 +64,13 @@ async def counts_by_parent(
         return (
             source.build()
             .with_only_columns(parent.label("parent"), func.count().label("n"))
-            .where(parent == any_(parents_param()))
+            .where(in_ids(parent, PARENTS))
             .group_by(parent)
             .order_by(None)
         )
 
     key = ("counts", source.key, column_key(parent))
     counts = dict.fromkeys(parent_ids, 0)
-    for row in await raw.rows(session, key, build, tg_parents=list(parent_ids), **params):
+    for row in await raw.rows(session, key, build, **{PARENTS: list(parent_ids)}, **params):
         counts[row["parent"]] = row["n"]
     return counts

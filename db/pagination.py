@@ -16,23 +16,21 @@ from typing import Any, Literal
 
 import orjson
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
     Integer,
     Select,
     and_,
-    any_,
     bindparam,
     func,
     or_,
     select,
     tuple_,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import raw
 from db.errors import InvalidArgument
+from db.sql import in_ids
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
@@ -232,11 +230,8 @@ async def fetch_page(
     return Page(rows, keys, has_next=more, has_previous=started)
 
 
-_PARENTS = "tg_parents"
-
-
-def parents_param() -> Any:
-    return bindparam(_PARENTS, type_=ARRAY(BigInteger))
+# The parameter that holds the parents' ids in per-parent statements.
+PARENTS = "tg_parents"
 
 
 async def fetch_pages_per_parent(
@@ -260,7 +255,7 @@ async def fetch_pages_per_parent(
             parent.label("tg_parent"),
             func.row_number().over(partition_by=parent, order_by=_order(keys)).label("tg_rn"),
         )
-        query = query.where(parent == any_(parents_param()))
+        query = query.where(in_ids(parent, PARENTS))
         if values is not None:
             query = query.where(_after_cursor(keys))
         ranked = query.subquery()
@@ -278,7 +273,7 @@ async def fetch_pages_per_parent(
         build,
         **params,
         **_cursor_params(values),
-        **{_PARENTS: list(parent_ids), _LIMIT: size + 1},
+        **{PARENTS: list(parent_ids), _LIMIT: size + 1},
     )
     for row in found:
         grouped[row["tg_parent"]].append(row)

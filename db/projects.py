@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import any_, func, select, tuple_, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,7 +16,7 @@ from db.models import Project, Task, TaskStatus
 from db.pagination import Page, PageArgs, SortKey, Source
 from db.permissions import require_admin
 from db.results import Problem, ProblemCode, Rejected, reject
-from db.sql import ids_param
+from db.sql import in_ids
 
 P = Project.__table__
 T = Task.__table__
@@ -31,22 +31,19 @@ _LISTED = {
 
 
 def _by_ids() -> Any:
-    return select(P).where(
-        P.c.id == any_(ids_param("ids")), P.c.workspace_id == any_(ids_param("readable"))
-    )
+    return select(P).where(in_ids(P.c.id, "ids"), in_ids(P.c.workspace_id, "readable"))
 
 
 async def projects_by_ids(
     session: AsyncSession, principal: Principal, ids: Sequence[int]
 ) -> dict[int, Any]:
-    rows = await raw.rows(
+    return await raw.by_id(
         session,
         "projects_by_ids",
         _by_ids,
         ids=list(ids),
         readable=principal.readable_workspace_ids,
     )
-    return {row.id: row for row in rows}
 
 
 async def projects_by_key(
@@ -84,7 +81,7 @@ async def task_counts(
         "task_counts_by_project",
         lambda: (
             select(T.c.project_id, T.c.status, func.count().label("n"))
-            .where(T.c.project_id == any_(ids_param("ids")))
+            .where(in_ids(T.c.project_id, "ids"))
             .group_by(T.c.project_id, T.c.status)
         ),
         ids=list(project_ids),

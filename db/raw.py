@@ -130,3 +130,10 @@ async def rows(
     session: AsyncSession, key: Hashable, build: Callable[[], ClauseElement], **params: Any
 ) -> list[Row]:
     return await fetch(session, shape(key, build), **params)
+
+
+async def by_id(
+    session: AsyncSession, key: Hashable, build: Callable[[], ClauseElement], **params: Any
+) -> dict[Any, Row]:
+    """`rows`, keyed by their `id` column (the loaders' objects-by-id reads)."""
+    return {row["id"]: row for row in await fetch(session, shape(key, build), **params)}

@@ -49,7 +49,7 @@ from db.models import (
 from db.pagination import Page, PageArgs, SortKey, Source
 from db.permissions import require_task_editor
 from db.results import Problem, ProblemCode, Rejected, reject
-from db.sql import any_id, any_str, escape_like, ids_param
+from db.sql import any_id, any_str, escape_like, in_ids
 from db.validation import length
 
 T = Task.__table__
@@ -191,7 +191,7 @@ async def task_counts(
 async def tasks_by_ids(
     session: AsyncSession, principal: Principal, ids: Sequence[int]
 ) -> dict[int, Any]:
-    rows = await raw.rows(
+    return await raw.by_id(
         session,
         "tasks_by_ids",
         # A task read by id (a detail view) is usually shown with its project: it comes along,
@@ -207,14 +207,11 @@ async def tasks_by_ids(
                 P.c.updated_at.label("project_updated_at"),
             )
             .join(P, P.c.id == T.c.project_id)
-            .where(
-                T.c.id == any_(ids_param("ids")), T.c.workspace_id == any_(ids_param("readable"))
-            )
+            .where(in_ids(T.c.id, "ids"), in_ids(T.c.workspace_id, "readable"))
         ),
         ids=list(ids),
         readable=principal.readable_workspace_ids,
     )
-    return {row.id: row for row in rows}
 
 
 _KEY = re.compile(r"^([A-Z][A-Z0-9]{1,9})-([1-9][0-9]{0,8})$")
@@ -252,7 +249,7 @@ def _labels_by_task() -> Any:
     return (
         select(TL.c.task_id, L)
         .join(L, L.c.id == TL.c.label_id)
-        .where(TL.c.task_id == any_(ids_param("ids")))
+        .where(in_ids(TL.c.task_id, "ids"))
         .order_by(TL.c.task_id, func.lower(L.c.name), L.c.id)
     )
 

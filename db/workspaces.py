@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import any_, bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,7 +18,7 @@ from db.models import ActivityKind, Membership, Project, Role, Task, User, Works
 from db.pagination import Page, PageArgs, SortKey, Source, count, fetch_page
 from db.permissions import require_admin, require_readable, require_user
 from db.results import Problem, ProblemCode, Rejected, reject
-from db.sql import ids_param
+from db.sql import in_ids
 
 W = Workspace.__table__
 M = Membership.__table__
@@ -33,7 +33,7 @@ MEMBER_KEYS = (
 )
 
 
-_READABLE = Source("workspaces", lambda: select(W).where(W.c.id == any_(ids_param("readable"))))
+_READABLE = Source("workspaces", lambda: select(W).where(in_ids(W.c.id, "readable")))
 _MEMBERS = Source("members", lambda: select(M))
 
 
@@ -53,13 +53,12 @@ async def workspaces_by_ids(
     readable = [i for i in ids if principal.can_read(i)]
     if not readable:
         return {}
-    rows = await raw.rows(
+    return await raw.by_id(
         session,
         "workspaces_by_ids",
-        lambda: select(W).where(W.c.id == any_(ids_param("ids"))),
+        lambda: select(W).where(in_ids(W.c.id, "ids")),
         ids=readable,
     )
-    return {row.id: row for row in rows}
 
 
 async def workspace_by_slug(session: AsyncSession, principal: Principal, slug: str) -> Any | None:

@@ -154,22 +154,19 @@ class FastListExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if new_defer_usages:
             raise _Fallback
         # Refuse before building anything: a plan for a selection with arguments is never used.
-        for details in grouped.values():
-            node = details[0].node
-            if node.arguments:
-                raise _Fallback
-            field_def = self.schema.get_field(object_type, node.name.value)
-            if field_def is not None and field_def.args:
-                raise _Fallback
-        steps: list[Step] = []
+        fields = []
         for response_key, details in grouped.items():
             node = details[0].node
-            name = node.name.value
+            field_def = self.schema.get_field(object_type, node.name.value)
+            if node.arguments or (field_def is not None and field_def.args):
+                raise _Fallback
+            fields.append((response_key, details, node.name.value, field_def))
+        steps: list[Step] = []
+        for response_key, details, name, field_def in fields:
             if name == "__typename":
                 type_name = object_type.name
                 steps.append((response_key, lambda _source, n=type_name: n, _same))
                 continue
-            field_def = self.schema.get_field(object_type, name)
             if field_def is None:
                 continue
             getter = self._getter(field_def, details, object_type, path)
@@ -206,6 +203,22 @@ class FastListExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 return getattr(source, attribute)
 
             return read
+        # One resolve-info for every item, built on first use: resolvers on this path do not
+        # read `info.path` (errors, which carry paths, come from graphql-core's completion).
+        infos: list[Any] = []
+
+        def info_once() -> Any:
+            if not infos:
+                raw_info = self.build_resolve_info(
+                    field_def, [d.node for d in details], object_type, path.add_key(0, None)
+                )
+                if direct is None:
+                    infos.append(raw_info)
+                else:
+                    info_class = self.schema._strawberry_schema.config.info_class  # type: ignore[attr-defined]
+                    infos.append(info_class(_raw_info=raw_info, _field=strawberry_field))
+            return infos[0]
+
         direct = _direct_method(strawberry_field, self.schema)
         if direct is not None:
             method, wants_info = direct
@@ -215,32 +228,15 @@ class FastListExecutionContext(StrawberryGraphQLCoreExecutionContext):
                     return _settled(method(source))
 
                 return call_method
-            strawberry_infos: list[Any] = []
 
             def call_method_with_info(source: Any) -> Any:
-                if not strawberry_infos:
-                    raw_info = self.build_resolve_info(
-                        field_def, [d.node for d in details], object_type, path.add_key(0, None)
-                    )
-                    info_class = self.schema._strawberry_schema.config.info_class  # type: ignore[attr-defined]
-                    strawberry_infos.append(info_class(_raw_info=raw_info, _field=strawberry_field))
-                return _settled(method(source, info=strawberry_infos[0]))
+                return _settled(method(source, info=info_once()))
 
             return call_method_with_info
-        if resolve is None:
-            resolve = self.field_resolver
-        # One resolve-info for every item, built on first use: resolvers on this path do not
-        # read `info.path` (errors, which carry paths, come from graphql-core's completion).
-        infos: list[GraphQLResolveInfo] = []
+        call_resolver = resolve if resolve is not None else self.field_resolver
 
         def call(source: Any) -> Any:
-            if not infos:
-                infos.append(
-                    self.build_resolve_info(
-                        field_def, [d.node for d in details], object_type, path.add_key(0, None)
-                    )
-                )
-            return _settled(resolve(source, infos[0]))
+            return _settled(call_resolver(source, info_once()))
 
         return call
 

@@ -30,7 +30,6 @@ from graph.errors import ErrorCode
 # variables; task descriptions, the largest values, are limited to 50,000 characters).
 MAX_BODY_BYTES = 1 << 20
 _POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
-_JSON_HEADERS = [(b"content-type", b"application/json")]
 
 OpenContext = Callable[[str | None], AbstractAsyncContextManager[Context]]
 
@@ -101,15 +100,7 @@ class GraphQLPost:
             except MissingQueryError:
                 await _plain(send, 400, "No GraphQL query found in the request")
                 return
-        payload = orjson.dumps(process_result(result))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+        await _respond(send, 200, b"application/json", orjson.dumps(process_result(result)))
 
 
 def _operation(
@@ -149,14 +140,13 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _plain(send: Send, status: int, text: str) -> None:
-    payload = text.encode()
+async def _respond(send: Send, status: int, content_type: bytes, payload: bytes) -> None:
     await send(
         {
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-type", content_type),
                 (b"content-length", str(len(payload)).encode()),
             ],
         }
@@ -164,23 +154,18 @@ async def _plain(send: Send, status: int, text: str) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
+async def _plain(send: Send, status: int, text: str) -> None:
+    await _respond(send, status, b"text/plain; charset=utf-8", text.encode())
+
+
 async def _too_large(send: Send) -> None:
-    payload = orjson.dumps(
-        {
-            "data": None,
-            "errors": [
-                {
-                    "message": f"The request body exceeds {MAX_BODY_BYTES} bytes.",
-                    "extensions": {"code": ErrorCode.BAD_USER_INPUT.value},
-                }
-            ],
-        }
-    )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
+    payload = {
+        "data": None,
+        "errors": [
+            {
+                "message": f"The request body exceeds {MAX_BODY_BYTES} bytes.",
+                "extensions": {"code": ErrorCode.BAD_USER_INPUT.value},
+            }
+        ],
+    }
+    await _respond(send, 413, b"application/json", orjson.dumps(payload))

@@ -3,12 +3,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 import strawberry
 
 from graph.context import context_of
 from graph.ids import to_global_id
-from graph.types.common import Node
+from graph.types.common import Node, columns
 from graph.types.task import Task
 from graph.types.user import User
 
@@ -27,7 +26,7 @@ class Comment(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> Comment:
-        values = row if isinstance(row, asyncpg.Record) else row._mapping
+        values = columns(row)
         author = None
         name = values.get("author_name")
         if name is not None:

@@ -6,7 +6,6 @@ import enum
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-import asyncpg
 import strawberry
 
 from db import tasks as task_db
@@ -21,7 +20,9 @@ from graph.types.common import (
     Node,
     TaskPriority,
     TaskStatus,
+    columns,
     connection,
+    fill,
     ids_of,
     page_args,
 )
@@ -218,11 +219,9 @@ class Task(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> Task:
-        # Pages of up to 100 tasks are built per request: the instance's attributes are set
-        # directly from the row's columns, which costs a third of the dataclass constructor.
-        values = row if isinstance(row, asyncpg.Record) else row._mapping
-        task = cls.__new__(cls)
-        task.__dict__.update(
+        values = columns(row)
+        task: Task = fill(
+            cls.__new__(cls),
             id=strawberry.ID(to_global_id("Task", values["id"])),
             db_id=values["id"],
             workspace_id=values["workspace_id"],

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
@@ -14,7 +13,7 @@ from graph.app import create_app
 from graph.http import MAX_BODY_BYTES
 from graph.settings import Settings
 from tests import factories
-from tests.graph.conftest import Api, token_for
+from tests.graph.conftest import Api, _api, token_for
 
 
 async def test_a_json_post_answers_with_data_and_json_headers(
@@ -97,22 +96,12 @@ async def test_get_still_serves_graphiql_and_refuses_operations(api: Api) -> Non
 
 
 @pytest.fixture
-async def cors_api(engine: AsyncEngine, connection: AsyncConnection) -> AsyncIterator[Api]:
-    settings = Settings(
-        database_url="postgresql+asyncpg://unused/test",
-        secret_key="test-secret-key-0123456789-abcdefghijklmnop",
-        cors_origins=["https://app.example"],
-    )
-
-    def sessions() -> AsyncSession:
-        return AsyncSession(
-            bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
-        )
-
-    app = create_app(settings, engine=engine, session_factory=sessions)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield Api(client)
+async def cors_api(
+    settings: Settings, engine: AsyncEngine, connection: AsyncConnection
+) -> AsyncIterator[Api]:
+    cors = settings.model_copy(update={"cors_origins": ["https://app.example"]})
+    async for value in _api(cors, engine, connection):
+        yield value
 
 
 async def test_cors_headers_wrap_the_direct_path(cors_api: Api) -> None:
