@@ -21,7 +21,7 @@ counts (tests, `bench/`) stay truthful.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,12 +118,24 @@ async def fetch(session: AsyncSession, compiled: Shape, **params: Any) -> list[R
         if name is not None:
             value = params[name]
         args.append(process(value) if process is not None and value is not None else value)
+    driver = await _announced(session, compiled.sql, args)
+    return await driver.fetch(compiled.sql, *args, record_class=Row)  # type: ignore[no-any-return]
+
+
+async def value(session: AsyncSession, sql: str, args: Sequence[Any]) -> Any:
+    """The single value of a statement written as SQL with positional parameters."""
+    driver = await _announced(session, sql, args)
+    return await driver.fetchval(sql, *args)
+
+
+async def _announced(session: AsyncSession, sql: str, args: Sequence[Any]) -> asyncpg.Connection:
+    """The session's asyncpg connection, after telling statement listeners what will run."""
     sync_connection, driver = await _driver(session)
     if sync_connection._has_events or sync_connection.engine._has_events:
         sync_connection.dispatch.before_cursor_execute(
-            sync_connection, None, compiled.sql, tuple(args), None, False
+            sync_connection, None, sql, tuple(args), None, False
         )
-    return await driver.fetch(compiled.sql, *args, record_class=Row)  # type: ignore[no-any-return]
+    return driver
 
 
 async def rows(

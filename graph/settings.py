@@ -25,7 +25,13 @@ class Settings(BaseSettings):
         description="Where the embedded PostgreSQL and the generated secret key live.",
     )
     pool_size: int = Field(default=10, ge=1, le=1000)
-    max_overflow: int = Field(default=10, ge=0, le=1000)
+    max_overflow: int = Field(
+        default=10,
+        ge=0,
+        le=1000,
+        description="Extra connections for work outside requests (health checks); requests "
+        "queue, first come first served, for the pool_size kept connections.",
+    )
     pool_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for a connection.")
     statement_timeout_ms: int = Field(
         default=15_000, ge=0, description="PostgreSQL statement_timeout; 0 disables it."

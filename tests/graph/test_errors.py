@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from db import workspaces
+from graph import compiled
 from graph.settings import Settings
 from tests import factories
 from tests.graph.conftest import SECRET, Api, _api, token_for
@@ -52,6 +53,8 @@ def broken_workspace_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
         raise RuntimeError("connection string postgres://secret@db leaked")
 
     monkeypatch.setattr(workspaces, "workspace_by_slug", explode)
+    # The fault is planted in the resolvers' path; a compiled query would not pass it.
+    monkeypatch.setattr(compiled, "ENABLED", False)
 
 
 @pytest.mark.usefixtures("broken_workspace_lookup")

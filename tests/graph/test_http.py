@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from db.engine import make_engine
+from db.engine import make_engine, make_session_factory
 from graph.app import create_app
 from graph.http import MAX_BODY_BYTES
 from graph.settings import Settings
@@ -130,3 +132,47 @@ async def test_the_server_tunes_the_garbage_collector_at_start(
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+async def test_requests_wait_their_turn_for_the_pool_outside_it(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    # More requests at once than the pool keeps: they queue in arrival order before a
+    # session is opened, so the pool never has waiters (whose queue is not first come first
+    # served) and never opens overflow connections.
+    open_now = 0
+    most = 0
+    real = make_session_factory(engine)
+
+    class Counted:
+        def __init__(self) -> None:
+            self.session = real()
+
+        async def __aenter__(self) -> AsyncSession:
+            nonlocal open_now, most
+            open_now += 1
+            most = max(most, open_now)
+            return await self.session.__aenter__()
+
+        async def __aexit__(self, *exc: object) -> None:
+            nonlocal open_now
+            open_now -= 1
+            await self.session.__aexit__(*exc)
+
+    app = create_app(
+        settings.model_copy(update={"pool_size": 3}),
+        engine=engine,
+        session_factory=Counted,  # type: ignore[arg-type]
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        responses = await asyncio.gather(
+            *(
+                client.post("/graphql", json={"query": "{ me { id } workspaces { totalCount } }"})
+                for _ in range(20)
+            )
+        )
+    assert [r.json() for r in responses] == [
+        {"data": {"me": None, "workspaces": {"totalCount": 0}}}
+    ] * 20
+    assert most == 3

@@ -1,0 +1,138 @@
+"""SQL pieces for reads that PostgreSQL answers as JSON (see graph/compiled.py).
+
+Values are rendered exactly as the API renders them in Python (global IDs, ISO timestamps,
+cursors), and rows are visible to exactly the principals the loaders of `db` let see them.
+Parameter placeholders are named `:name`; the caller numbers them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from db.models import TaskPriority
+
+# Python's `datetime.isoformat()` of a UTC timestamp: microseconds only when there are any.
+_ISO_US = '''YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'''
+PRIORITY_NAMES = "ARRAY[" + ",".join(f"'{p.name}'" for p in TaskPriority) + "]"
+
+
+def base64url(text_sql: str) -> str:
+    """URL-safe base64 without padding, as `graph.ids` and `db.pagination` write it
+    (PostgreSQL's base64 also breaks lines every 76 characters; those go too)."""
+    return (
+        f"rtrim(translate(encode(convert_to({text_sql}, 'UTF8'), 'base64'), "
+        "'+/' || chr(10), '-_'), '=')"
+    )
+
+
+def global_id(type_name: str, column: str) -> str:
+    return base64url(f"'{type_name}:' || {column}")
+
+
+def timestamp(column: str) -> str:
+    return f"replace(to_char({column} AT TIME ZONE 'UTC', '{_ISO_US}'), '.000000+', '+')"
+
+
+def day(column: str) -> str:
+    return f"to_char({column}, 'YYYY-MM-DD')"
+
+
+def priority(column: str) -> str:
+    return f"({PRIORITY_NAMES})[{column} + 1]"
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """A sort key of a list: as `db.pagination.SortKey`, with the SQL of its value."""
+
+    name: str
+    sql: str
+    kind: str
+    descending: bool = False
+
+
+def order_by(keys: Sequence[Key]) -> str:
+    return ", ".join(f"{k.sql} DESC" if k.descending else k.sql for k in keys)
+
+
+def cursor(keys: Sequence[Key]) -> str:
+    """`db.pagination.encode_cursor` in SQL: base64 of `["<fingerprint>",[<values>]]`."""
+    fingerprint = ",".join(f"{k.name}:{'d' if k.descending else 'a'}" for k in keys)
+    values = []
+    for k in keys:
+        if k.kind == "int":
+            values.append(f"({k.sql})::text")
+        elif k.kind == "str":
+            values.append(f"to_json(({k.sql})::text)::text")
+        elif k.kind == "datetime":
+            values.append(f"'\"' || {timestamp(k.sql)} || '\"'")
+        else:
+            raise ValueError(f"no SQL cursor for {k.kind} keys")
+    payload = f"""'["{fingerprint}",[' || {" || ',' || ".join(values)} || ']]'"""
+    return base64url(payload)
+
+
+# Who may see what; the same rules as the loaders (`readable` is the principal's readable
+# workspaces, `member_of` the workspaces it is a member of, `me` its user id or -1).
+def readable(workspace_column: str) -> str:
+    return f"{workspace_column} = ANY(:readable)"
+
+
+def user_visible(user_column: str) -> str:
+    return (
+        f"({user_column} = :me OR EXISTS (SELECT 1 FROM memberships vm "
+        f"WHERE vm.user_id = {user_column} AND vm.workspace_id = ANY(:readable)))"
+    )
+
+
+def email_visible(user_column: str) -> str:
+    return (
+        f"({user_column} = :me OR EXISTS (SELECT 1 FROM memberships em "
+        f"WHERE em.user_id = {user_column} AND em.workspace_id = ANY(:member_of)))"
+    )
+
+
+def role_in(workspace_column: str) -> str:
+    """The principal's role in a workspace (`roles` pairs workspace ids with role names)."""
+    return (
+        f"(SELECT r.role FROM unnest(:role_workspaces, :role_names) AS r(workspace_id, role) "
+        f"WHERE r.workspace_id = {workspace_column})"
+    )
+
+
+def can_edit_tasks(workspace_column: str) -> str:
+    return f"{workspace_column} = ANY(:task_editable)"
+
+
+# Sort keys of the lists, as db/workspaces.py, db/projects.py, db/comments.py,
+# db/activities.py and db/tasks.py define them.
+WORKSPACE_KEYS = (Key("slug", "{r}.slug", "str"),)
+PROJECT_KEYS = (Key("key", "{r}.key", "str"),)
+COMMENT_KEYS = (Key("created", "{r}.created_at", "datetime"), Key("id", "{r}.id", "int"))
+ACTIVITY_KEYS = (
+    Key("created", "{r}.created_at", "datetime", descending=True),
+    Key("id", "{r}.id", "int", descending=True),
+)
+TASK_ORDER = {
+    "CREATED_AT": ("{r}.created_at", "datetime"),
+    "UPDATED_AT": ("{r}.updated_at", "datetime"),
+    "PRIORITY": ("{r}.priority", "int"),
+    "NUMBER": ("{r}.number", "int"),
+}
+
+
+def task_keys(order: Sequence[tuple[str, bool]]) -> tuple[Key, ...] | None:
+    """`db.tasks.sort_keys` for the orders SQL cursors can encode; None for others."""
+    keys = []
+    for field, descending in order:
+        if field not in TASK_ORDER or any(k.name == field for k in keys):
+            return None
+        sql, kind = TASK_ORDER[field]
+        keys.append(Key(field, sql, kind, descending))
+    keys.append(Key("ID", "{r}.id", "int", keys[-1].descending if keys else False))
+    return tuple(keys)
+
+
+def bound(keys: Sequence[Key], alias: str) -> tuple[Key, ...]:
+    return tuple(Key(k.name, k.sql.format(r=alias), k.kind, k.descending) for k in keys)

@@ -1,0 +1,681 @@
+"""Whole queries answered by one SQL statement that builds the response's `data` in PostgreSQL.
+
+The fastest GraphQL engines compile an operation into one statement that returns JSON. This
+module does that for the read queries it knows completely: a document is checked once (parsed,
+validated, every selected field known to `_FIELDS`), then each request renders the statement
+with its variables and the principal's visibility (`db.json_sql` holds the rules and value
+formats), and PostgreSQL returns the `data` object.
+
+Anything else, or a request whose values the normal path would answer with an error (a bad ID,
+a page size out of range, a cursor), goes to the normal execution unchanged: a compiled
+operation is only ever a faster way to the same answer. tests/graph/test_compiled.py compares
+the two on generated queries, principals and data.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLField,
+    GraphQLNamedType,
+    GraphQLObjectType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    VariableNode,
+    get_named_type,
+    is_abstract_type,
+    is_object_type,
+    parse,
+    validate,
+)
+from graphql.execution.values import get_argument_values, get_variable_values
+
+from db import json_sql as J
+from db.access import Principal
+from db.errors import InvalidArgument
+from db.models import Role
+from db.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from graph.ids import from_global_id
+
+# Switched off by tests that compare the compiled path with the normal one.
+ENABLED = True
+MAX_DOCUMENTS = 1000
+# json_build_object takes at most 100 arguments.
+MAX_KEYS = 50
+
+
+class Unsupported(Exception):
+    """The document is not compiled; the normal path serves it."""
+
+
+class Fallback(Exception):
+    """This request is served by the normal path (it would end in an error there)."""
+
+
+@dataclass(slots=True)
+class Selected:
+    key: str
+    name: str
+    node: FieldNode
+    definition: GraphQLField | None
+    # The sub-selection per possible runtime type; None where that type is not compiled.
+    children: dict[str, list[Selected] | None] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Operation:
+    operation: OperationDefinitionNode
+    fields: list[Selected]
+
+
+class Compiler:
+    """Compiled operations of one schema, remembered by (query text, operation name)."""
+
+    def __init__(self, schema: GraphQLSchema) -> None:
+        self.schema = schema
+        self.cache: OrderedDict[tuple[str, str | None], Operation | None] = OrderedDict()
+
+    def lookup(self, query: str, operation_name: str | None) -> Operation | None:
+        if not ENABLED:
+            return None
+        key = (query, operation_name)
+        if key in self.cache:
+            self.cache.move_to_end(key)
+            return self.cache[key]
+        try:
+            compiled: Operation | None = self._compile(query, operation_name)
+        except Unsupported:
+            compiled = None
+        self.cache[key] = compiled
+        if len(self.cache) > MAX_DOCUMENTS:
+            self.cache.popitem(last=False)
+        return compiled
+
+    def _compile(self, query: str, operation_name: str | None) -> Operation:
+        try:
+            document = parse(query)
+        except GraphQLError:
+            raise Unsupported from None
+        if validate(self.schema, document):
+            raise Unsupported
+        operation = _operation(document, operation_name)
+        if operation.operation != OperationType.QUERY:
+            raise Unsupported
+        fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        root = self.schema.query_type
+        assert root is not None
+        return Operation(operation, self._fields(root, [operation.selection_set], fragments))
+
+    def _fields(
+        self,
+        parent: GraphQLObjectType,
+        selection_sets: list[SelectionSetNode],
+        fragments: dict[str, FragmentDefinitionNode],
+    ) -> list[Selected]:
+        grouped: dict[str, list[FieldNode]] = {}
+        for selection_set in selection_sets:
+            self._collect(parent, selection_set, fragments, grouped, set())
+        if len(grouped) > MAX_KEYS:
+            raise Unsupported
+        selected = []
+        for key, nodes in grouped.items():
+            name = nodes[0].name.value
+            if name == "__typename":
+                selected.append(Selected(key, name, nodes[0], None))
+                continue
+            if (parent.name, name) not in _FIELDS:
+                raise Unsupported
+            definition = parent.fields[name]
+            item = Selected(key, name, nodes[0], definition)
+            named = get_named_type(definition.type)
+            subsets = [n.selection_set for n in nodes if n.selection_set is not None]
+            for runtime in self._runtime_types(named):
+                try:
+                    item.children[runtime.name] = self._fields(runtime, subsets, fragments)
+                except Unsupported:
+                    if not is_abstract_type(named):
+                        raise
+                    item.children[runtime.name] = None
+            selected.append(item)
+        return selected
+
+    def _runtime_types(self, named: GraphQLNamedType) -> list[GraphQLObjectType]:
+        if is_object_type(named):
+            return [named]  # type: ignore[list-item]
+        if is_abstract_type(named):
+            return list(self.schema.get_possible_types(named))  # type: ignore[arg-type]
+        return []
+
+    def _collect(
+        self,
+        runtime: GraphQLObjectType,
+        selection_set: SelectionSetNode,
+        fragments: dict[str, FragmentDefinitionNode],
+        grouped: dict[str, list[FieldNode]],
+        visited: set[str],
+    ) -> None:
+        """graphql-core's field collection, for directives without variables."""
+        for selection in selection_set.selections:
+            if not _included(selection):
+                continue
+            if isinstance(selection, FieldNode):
+                key = selection.alias.value if selection.alias else selection.name.value
+                grouped.setdefault(key, []).append(selection)
+            elif isinstance(selection, InlineFragmentNode):
+                if selection.type_condition is None or self._applies(
+                    selection.type_condition.name.value, runtime
+                ):
+                    self._collect(runtime, selection.selection_set, fragments, grouped, visited)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                if name in visited:
+                    continue
+                visited.add(name)
+                fragment = fragments[name]
+                if self._applies(fragment.type_condition.name.value, runtime):
+                    self._collect(runtime, fragment.selection_set, fragments, grouped, visited)
+
+    def _applies(self, condition: str, runtime: GraphQLObjectType) -> bool:
+        named = self.schema.get_type(condition)
+        if named is None:
+            return False
+        if named is runtime:
+            return True
+        return is_abstract_type(named) and self.schema.is_sub_type(named, runtime)  # type: ignore[arg-type]
+
+
+def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode:
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if name is None:
+        if len(operations) != 1:
+            raise Unsupported
+        return operations[0]
+    for operation in operations:
+        if operation.name is not None and operation.name.value == name:
+            return operation
+    raise Unsupported
+
+
+def _included(selection: Any) -> bool:
+    included = True
+    for directive in selection.directives or ():
+        name = directive.name.value
+        if name not in ("include", "skip"):
+            raise Unsupported
+        (argument,) = directive.arguments
+        if isinstance(argument.value, VariableNode):
+            raise Unsupported
+        value = argument.value.value  # type: ignore[attr-defined]
+        included = included and (value if name == "include" else not value)
+    return included
+
+
+# Rendering -------------------------------------------------------------------------------
+
+_PRINCIPAL_PARAM = re.compile(
+    r":(readable|member_of|me|role_workspaces|role_names|task_editable)\b"
+)
+
+
+class Render:
+    """One request's statement: SQL text and its positional parameters."""
+
+    def __init__(self, principal: Principal, variables: Any) -> None:
+        self.principal = principal
+        self.variables = variables
+        self.params: list[Any] = []
+        self.named: dict[str, str] = {}
+        self.aliases = 0
+        # Aliases of task rows that carry their project's key (`tg_project_key`).
+        self.keyed: set[str] = set()
+
+    def alias(self, prefix: str) -> str:
+        self.aliases += 1
+        return f"{prefix}{self.aliases}"
+
+    def param(self, value: Any, cast: str) -> str:
+        self.params.append(value)
+        return f"${len(self.params)}::{cast}"
+
+    def rule(self, sql: str) -> str:
+        """SQL from `db.json_sql` with the principal's parameters filled in."""
+        return _PRINCIPAL_PARAM.sub(lambda m: self._principal(m.group(1)), sql)
+
+    def _principal(self, name: str) -> str:
+        if name not in self.named:
+            p = self.principal
+            value, cast = {
+                "readable": (p.readable_workspace_ids, "bigint[]"),
+                "member_of": (list(p.roles), "bigint[]"),
+                "me": (p.user_id if p.user_id is not None else -1, "bigint"),
+                "role_workspaces": (list(p.roles), "bigint[]"),
+                "role_names": ([Role(r).value for r in p.roles.values()], "text[]"),
+                "task_editable": (
+                    [w for w in p.readable_workspace_ids if p.can_edit_tasks(w)],
+                    "bigint[]",
+                ),
+            }[name]
+            self.named[name] = self.param(value, cast)
+        return self.named[name]
+
+    def arguments(self, selected: Selected) -> dict[str, Any]:
+        assert selected.definition is not None
+        try:
+            return get_argument_values(selected.definition, selected.node, self.variables)
+        except GraphQLError:
+            # e.g. null given for a defaulted variable that feeds a non-null argument.
+            raise Fallback from None
+
+    def object(self, type_name: str, fields: list[Selected] | None, row: str) -> str:
+        if fields is None:
+            raise Fallback
+        parts = []
+        for selected in fields:
+            if selected.name == "__typename":
+                value = f"'{type_name}'"
+            else:
+                value = _FIELDS[(type_name, selected.name)](self, selected, row)
+            parts.append(f"'{selected.key}', {value}")
+        return f"json_build_object({', '.join(parts)})"
+
+    def child(self, selected: Selected, type_name: str, row: str) -> str:
+        return self.object(type_name, selected.children[type_name], row)
+
+
+Handler = Callable[[Render, Selected, str], str]
+
+
+def _column(template: str) -> Handler:
+    return lambda r, s, row: template.format(r=row)
+
+
+def _id(type_name: str) -> Handler:
+    return lambda r, s, row: J.global_id(type_name, f"{row}.id")
+
+
+def _timestamp(column: str) -> Handler:
+    return lambda r, s, row: J.timestamp(f"{row}.{column}")
+
+
+def _page_size(arguments: dict[str, Any]) -> int:
+    if arguments.get("after") is not None:
+        raise Fallback
+    first = arguments.get("first")
+    if first is None:
+        return DEFAULT_PAGE_SIZE
+    if first < 0 or first > MAX_PAGE_SIZE:
+        raise Fallback
+    return int(first)
+
+
+def _connection(
+    r: Render,
+    selected: Selected,
+    node_type: str,
+    source: Callable[[str], str],
+    keys: tuple[J.Key, ...],
+    size: int,
+    total: str,
+    columns: str = "",
+    alias: str | None = None,
+) -> str:
+    """A connection's JSON: `source(alias)` is `<table> <alias> WHERE ...`, the whole list."""
+    x = alias or r.alias("x")
+    bound = J.bound(keys, x)
+    order = J.order_by(bound)
+    cursor = J.cursor(bound)
+    in_page = f"FILTER (WHERE {x}.tg_rn <= {size})"
+    (connection_fields,) = selected.children.values()
+    assert connection_fields is not None
+    connection_type = next(iter(selected.children))
+    parts = []
+    for item in connection_fields:
+        if item.name == "__typename":
+            value = f"'{connection_type}'"
+        elif item.name == "totalCount":
+            value = total
+        elif item.name == "nodes":
+            node = r.child(item, node_type, x)
+            value = f"coalesce(json_agg({node} ORDER BY {x}.tg_rn) {in_page}, '[]')"
+        elif item.name == "edges":
+            edge_type = next(iter(item.children))
+            edge_parts = []
+            for edge_field in item.children[edge_type] or ():
+                if edge_field.name == "__typename":
+                    edge_parts.append(f"'{edge_field.key}', '{edge_type}'")
+                elif edge_field.name == "cursor":
+                    edge_parts.append(f"'{edge_field.key}', {cursor}")
+                else:
+                    edge_parts.append(f"'{edge_field.key}', {r.child(edge_field, node_type, x)}")
+            edge = f"json_build_object({', '.join(edge_parts)})"
+            value = f"coalesce(json_agg({edge} ORDER BY {x}.tg_rn) {in_page}, '[]')"
+        else:  # pageInfo
+            info_parts = []
+            for info_field in item.children["PageInfo"] or ():
+                name = info_field.name
+                if name == "__typename":
+                    info_value = "'PageInfo'"
+                elif name == "hasNextPage":
+                    info_value = f"count(*) > {size}" if size else "false"
+                elif name == "hasPreviousPage":
+                    info_value = "false"
+                else:
+                    # The cursor of one row, from its sort-key values: not one per row.
+                    direction = "" if name == "startCursor" else " DESC"
+                    picked = [
+                        J.Key(
+                            k.name,
+                            f"(array_agg({k.sql} ORDER BY {x}.tg_rn{direction}) {in_page})[1]",
+                            k.kind,
+                            k.descending,
+                        )
+                        for k in bound
+                    ]
+                    info_value = (
+                        f"CASE WHEN count(*) > 0 AND {size} > 0 THEN {J.cursor(picked)} END"
+                    )
+                info_parts.append(f"'{info_field.key}', {info_value}")
+            value = f"json_build_object({', '.join(info_parts)})"
+        parts.append(f"'{item.key}', {value}")
+    rows = (
+        f"SELECT {x}.*, row_number() OVER (ORDER BY {order}) AS tg_rn FROM "
+        f"(SELECT {x}.*{columns} FROM {source(x)} ORDER BY {order} LIMIT {size + 1}) {x}"
+    )
+    if size == 0:
+        rows = f"SELECT {x}.*{columns}, 0 AS tg_rn FROM {source(x)} AND false"
+    # Grouped, so that there is one row even when no aggregate is selected.
+    return f"(SELECT json_build_object({', '.join(parts)}) FROM ({rows}) {x} GROUP BY ())"
+
+
+def _uses(selected: Selected, name: str) -> bool:
+    return any(f.name == name for fields in selected.children.values() if fields for f in fields)
+
+
+# Query -----------------------------------------------------------------------------------
+
+
+def _me(r: Render, s: Selected, row: str) -> str:
+    if r.principal.user_id is None:
+        return "NULL"
+    u = r.alias("u")
+    me = r.rule(":me")
+    return f"(SELECT {r.child(s, 'User', u)} FROM users {u} WHERE {u}.id = {me})"
+
+
+def _workspaces(r: Render, s: Selected, row: str) -> str:
+    size = _page_size(r.arguments(s))
+    readable = r.rule(":readable")
+    return _connection(
+        r,
+        s,
+        "Workspace",
+        lambda x: f"workspaces {x} WHERE {x}.id = ANY({readable})",
+        J.WORKSPACE_KEYS,
+        size,
+        f"cardinality({readable})",
+    )
+
+
+def _workspace(r: Render, s: Selected, row: str) -> str:
+    w = r.alias("w")
+    slug = r.param(r.arguments(s)["slug"], "text")
+    visible = r.rule(J.readable(f"{w}.id"))
+    return (
+        f"(SELECT {r.child(s, 'Workspace', w)} FROM workspaces {w} "
+        f"WHERE {w}.slug = {slug} AND {visible})"
+    )
+
+
+_NODES: dict[str, tuple[str, str, Callable[[str], str]]] = {
+    "Task": ("tasks", "t", lambda a: J.readable(f"{a}.workspace_id")),
+    "Project": ("projects", "p", lambda a: J.readable(f"{a}.workspace_id")),
+    "Workspace": ("workspaces", "w", lambda a: J.readable(f"{a}.id")),
+    "User": ("users", "u", lambda a: J.user_visible(f"{a}.id")),
+}
+
+
+def _node(r: Render, s: Selected, row: str) -> str:
+    try:
+        type_name, db_id = from_global_id(r.arguments(s)["id"])
+    except InvalidArgument:
+        raise Fallback from None
+    if type_name not in _NODES:
+        raise Fallback
+    table, prefix, visible = _NODES[type_name]
+    a = r.alias(prefix)
+    return (
+        f"(SELECT {r.child(s, type_name, a)} FROM {table} {a} "
+        f"WHERE {a}.id = {r.param(db_id, 'bigint')} AND {r.rule(visible(a))})"
+    )
+
+
+# Objects ---------------------------------------------------------------------------------
+
+
+def _email(r: Render, s: Selected, row: str) -> str:
+    return f"CASE WHEN {r.rule(J.email_visible(f'{row}.id'))} THEN {row}.email END"
+
+
+def _user(column: str) -> Handler:
+    def render(r: Render, s: Selected, row: str) -> str:
+        u = r.alias("u")
+        return f"(SELECT {r.child(s, 'User', u)} FROM users {u} WHERE {u}.id = {row}.{column})"
+
+    return render
+
+
+def _viewer_role(r: Render, s: Selected, row: str) -> str:
+    return r.rule(J.role_in(f"{row}.id"))
+
+
+def _projects(r: Render, s: Selected, row: str) -> str:
+    arguments = r.arguments(s)
+    size = _page_size(arguments)
+    listed = "" if arguments.get("includeArchived") else " AND {x}.archived_at IS NULL"
+
+    def source(x: str) -> str:
+        return f"projects {x} WHERE {x}.workspace_id = {row}.id" + listed.format(x=x)
+
+    c = r.alias("c")
+    total = f"(SELECT count(*) FROM {source(c)})"
+    return _connection(r, s, "Project", source, J.PROJECT_KEYS, size, total)
+
+
+def _tasks(r: Render, s: Selected, row: str) -> str:
+    arguments = r.arguments(s)
+    if any(arguments.get(n) is not None for n in ("filter", "last", "before")):
+        raise Fallback
+    size = _page_size(arguments)
+    order_by = arguments.get("orderBy")
+    order = (
+        tuple((_enum(o["field"]), _enum(o.get("direction", "ASC")) == "DESC") for o in order_by)
+        if order_by
+        else (("CREATED_AT", True),)
+    )
+    keys = J.task_keys(order)
+    if keys is None or len(order) > 6:
+        raise Fallback
+
+    x = r.alias("x")
+    r.keyed.add(x)
+
+    def source(x: str) -> str:
+        return f"tasks {x} WHERE {x}.workspace_id = {row}.id"
+
+    def keyed_source(x: str) -> str:
+        return (
+            f"tasks {x} JOIN projects {x}k ON {x}k.id = {x}.project_id "
+            f"WHERE {x}.workspace_id = {row}.id"
+        )
+
+    c = r.alias("c")
+    total = f"(SELECT count(*) FROM {source(c)})"
+    return _connection(
+        r, s, "Task", keyed_source, keys, size, total, f", {x}k.key AS tg_project_key", x
+    )
+
+
+def _enum(value: Any) -> str:
+    # graphql-core gives the schema's enum members; their values are the names.
+    return str(getattr(value, "value", value))
+
+
+def _task_key(r: Render, s: Selected, row: str) -> str:
+    if row in r.keyed:
+        return f"{row}.tg_project_key || '-' || {row}.number"
+    k = r.alias("k")
+    return (
+        f"(SELECT {k}.key FROM projects {k} WHERE {k}.id = {row}.project_id) || '-' || {row}.number"
+    )
+
+
+def _task_project(r: Render, s: Selected, row: str) -> str:
+    p = r.alias("p")
+    return f"(SELECT {r.child(s, 'Project', p)} FROM projects {p} WHERE {p}.id = {row}.project_id)"
+
+
+def _labels(r: Render, s: Selected, row: str) -> str:
+    tl, lb = r.alias("tl"), r.alias("l")
+    return (
+        f"(SELECT coalesce(json_agg({r.child(s, 'Label', lb)} "
+        f"ORDER BY lower({lb}.name), {lb}.id), '[]') FROM task_labels {tl} "
+        f"JOIN labels {lb} ON {lb}.id = {tl}.label_id WHERE {tl}.task_id = {row}.id)"
+    )
+
+
+def _comment_count(r: Render, s: Selected, row: str) -> str:
+    c = r.alias("c")
+    return f"(SELECT count(*) FROM comments {c} WHERE {c}.task_id = {row}.id)"
+
+
+def _task_children(table: str, node_type: str, keys: tuple[J.Key, ...]) -> Handler:
+    def render(r: Render, s: Selected, row: str) -> str:
+        size = _page_size(r.arguments(s))
+
+        def source(x: str) -> str:
+            return f"{table} {x} WHERE {x}.task_id = {row}.id"
+
+        c = r.alias("c")
+        total = f"(SELECT count(*) FROM {source(c)})"
+        return _connection(r, s, node_type, source, keys, size, total)
+
+    return render
+
+
+def _viewer_can_edit(r: Render, s: Selected, row: str) -> str:
+    return r.rule(J.can_edit_tasks(f"{row}.workspace_id"))
+
+
+def _changes(r: Render, s: Selected, row: str) -> str:
+    e, n = r.alias("e"), r.alias("n")
+    change = r.child(s, "FieldChange", e)
+    return (
+        f"(SELECT coalesce(json_agg({change} ORDER BY {n}), '[]') "
+        f"FROM jsonb_array_elements({row}.changes) WITH ORDINALITY AS {e}(v, {n}))"
+    )
+
+
+def _change(key: str) -> Handler:
+    return lambda r, s, row: f"{row}.v->>'{key}'"
+
+
+_FIELDS: dict[tuple[str, str], Handler] = {
+    ("Query", "me"): _me,
+    ("Query", "workspaces"): _workspaces,
+    ("Query", "workspace"): _workspace,
+    ("Query", "node"): _node,
+    ("User", "id"): _id("User"),
+    ("User", "name"): _column("{r}.name"),
+    ("User", "email"): _email,
+    ("User", "createdAt"): _timestamp("created_at"),
+    ("Workspace", "id"): _id("Workspace"),
+    ("Workspace", "slug"): _column("{r}.slug"),
+    ("Workspace", "name"): _column("{r}.name"),
+    ("Workspace", "createdAt"): _timestamp("created_at"),
+    ("Workspace", "viewerRole"): _viewer_role,
+    ("Workspace", "projects"): _projects,
+    ("Workspace", "tasks"): _tasks,
+    ("Project", "id"): _id("Project"),
+    ("Project", "key"): _column("{r}.key"),
+    ("Project", "name"): _column("{r}.name"),
+    ("Project", "description"): _column("{r}.description"),
+    ("Project", "archivedAt"): _timestamp("archived_at"),
+    ("Project", "createdAt"): _timestamp("created_at"),
+    ("Project", "updatedAt"): _timestamp("updated_at"),
+    ("Task", "id"): _id("Task"),
+    ("Task", "number"): _column("{r}.number"),
+    ("Task", "key"): _task_key,
+    ("Task", "title"): _column("{r}.title"),
+    ("Task", "description"): _column("{r}.description"),
+    ("Task", "status"): _column("{r}.status"),
+    ("Task", "priority"): lambda r, s, row: J.priority(f"{row}.priority"),
+    ("Task", "dueDate"): lambda r, s, row: J.day(f"{row}.due_date"),
+    ("Task", "version"): _column("{r}.version"),
+    ("Task", "completedAt"): _timestamp("completed_at"),
+    ("Task", "createdAt"): _timestamp("created_at"),
+    ("Task", "updatedAt"): _timestamp("updated_at"),
+    ("Task", "project"): _task_project,
+    ("Task", "assignee"): _user("assignee_id"),
+    ("Task", "creator"): _user("creator_id"),
+    ("Task", "labels"): _labels,
+    ("Task", "commentCount"): _comment_count,
+    ("Task", "viewerCanEdit"): _viewer_can_edit,
+    ("Task", "comments"): _task_children("comments", "Comment", J.COMMENT_KEYS),
+    ("Task", "activity"): _task_children("activities", "Activity", J.ACTIVITY_KEYS),
+    ("Comment", "id"): _id("Comment"),
+    ("Comment", "body"): _column("{r}.body"),
+    ("Comment", "createdAt"): _timestamp("created_at"),
+    ("Comment", "updatedAt"): _timestamp("updated_at"),
+    ("Comment", "author"): _user("author_id"),
+    ("Activity", "id"): _id("Activity"),
+    ("Activity", "kind"): _column("{r}.kind"),
+    ("Activity", "taskKey"): _column("{r}.task_key"),
+    ("Activity", "createdAt"): _timestamp("created_at"),
+    ("Activity", "changes"): _changes,
+    ("FieldChange", "field"): _change("field"),
+    ("FieldChange", "from"): _change("from"),
+    ("FieldChange", "to"): _change("to"),
+    ("Label", "id"): _id("Label"),
+    ("Label", "name"): _column("{r}.name"),
+    ("Label", "color"): _column("{r}.color"),
+}
+# Connections, their edges and page info are rendered by `_connection`.
+for _connection_type in ("Workspace", "Project", "Task", "Comment", "Activity"):
+    for _name in ("nodes", "edges", "pageInfo", "totalCount"):
+        _FIELDS[(f"{_connection_type}Connection", _name)] = _connection  # type: ignore[assignment]
+    for _name in ("cursor", "node"):
+        _FIELDS[(f"{_connection_type}Edge", _name)] = _connection  # type: ignore[assignment]
+for _name in ("hasNextPage", "hasPreviousPage", "startCursor", "endCursor"):
+    _FIELDS[("PageInfo", _name)] = _connection  # type: ignore[assignment]
+
+
+def statement(
+    schema: GraphQLSchema,
+    operation: Operation,
+    principal: Principal,
+    variables: dict[str, Any] | None,
+) -> tuple[str, list[Any]]:
+    """The SQL and parameters of one request; Fallback where the normal path must answer."""
+    coerced = get_variable_values(
+        schema, operation.operation.variable_definitions or (), variables or {}
+    )
+    if isinstance(coerced, list):
+        raise Fallback
+    r = Render(principal, coerced)
+    sql = r.object("Query", operation.fields, "")
+    return f"SELECT ({sql})::text", r.params
