@@ -38,6 +38,15 @@ def day(column: str) -> str:
     return f"to_char({column}, 'YYYY-MM-DD')"
 
 
+def number(column: str) -> str:
+    """A float as orjson writes it: whole numbers keep a `.0` (PostgreSQL would drop it), as
+    JSON text; `::json` of it is the number."""
+    return (
+        f"CASE WHEN {column} = trunc({column}) AND abs({column}) < 1e16 "
+        f"THEN trunc({column})::numeric::text || '.0' ELSE {column}::text END"
+    )
+
+
 def priority(column: str) -> str:
     return f"({PRIORITY_NAMES})[{column} + 1]"
 
@@ -65,6 +74,8 @@ def cursor(keys: Sequence[Key]) -> str:
             values.append(f"({k.sql})::text")
         elif k.kind == "str":
             values.append(f"to_json(({k.sql})::text)::text")
+        elif k.kind == "float":
+            values.append(number(k.sql))
         elif k.kind == "datetime":
             values.append(f"'\"' || {timestamp(k.sql)} || '\"'")
         else:
@@ -119,6 +130,7 @@ TASK_ORDER = {
     "UPDATED_AT": ("{r}.updated_at", "datetime"),
     "PRIORITY": ("{r}.priority", "int"),
     "NUMBER": ("{r}.number", "int"),
+    "POSITION": ("{r}.position", "float"),
 }
 
 

@@ -49,6 +49,8 @@ from db.errors import InvalidArgument
 from db.models import Role
 from db.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from graph.ids import from_global_id
+from graph.types.project import PROJECT_TASK_ORDER
+from graph.types.workspace import WORKSPACE_TASK_ORDER
 
 # Switched off by tests that compare the compiled path with the normal one.
 ENABLED = True
@@ -232,6 +234,19 @@ _PRINCIPAL_PARAM = re.compile(
 )
 
 
+_PRINCIPAL_VALUES: dict[str, Callable[[Principal], tuple[Any, str]]] = {
+    "readable": lambda p: (p.readable_workspace_ids, "bigint[]"),
+    "member_of": lambda p: (list(p.roles), "bigint[]"),
+    "me": lambda p: (p.user_id if p.user_id is not None else -1, "bigint"),
+    "role_workspaces": lambda p: (list(p.roles), "bigint[]"),
+    "role_names": lambda p: ([Role(r).value for r in p.roles.values()], "text[]"),
+    "task_editable": lambda p: (
+        [w for w in p.readable_workspace_ids if p.can_edit_tasks(w)],
+        "bigint[]",
+    ),
+}
+
+
 class Render:
     """One request's statement: SQL text and its positional parameters."""
 
@@ -258,18 +273,7 @@ class Render:
 
     def _principal(self, name: str) -> str:
         if name not in self.named:
-            p = self.principal
-            value, cast = {
-                "readable": (p.readable_workspace_ids, "bigint[]"),
-                "member_of": (list(p.roles), "bigint[]"),
-                "me": (p.user_id if p.user_id is not None else -1, "bigint"),
-                "role_workspaces": (list(p.roles), "bigint[]"),
-                "role_names": ([Role(r).value for r in p.roles.values()], "text[]"),
-                "task_editable": (
-                    [w for w in p.readable_workspace_ids if p.can_edit_tasks(w)],
-                    "bigint[]",
-                ),
-            }[name]
+            value, cast = _PRINCIPAL_VALUES[name](self.principal)
             self.named[name] = self.param(value, cast)
         return self.named[name]
 
@@ -496,7 +500,16 @@ def _projects(r: Render, s: Selected, row: str) -> str:
     return _connection(r, s, "Project", source, J.PROJECT_KEYS, size, total)
 
 
-def _tasks(r: Render, s: Selected, row: str) -> str:
+def _tasks(parent: str, default: tuple[tuple[str, bool], ...]) -> Handler:
+    def render(r: Render, s: Selected, row: str) -> str:
+        return _task_list(r, s, row, parent, default)
+
+    return render
+
+
+def _task_list(
+    r: Render, s: Selected, row: str, parent: str, default: tuple[tuple[str, bool], ...]
+) -> str:
     arguments = r.arguments(s)
     if any(arguments.get(n) is not None for n in ("filter", "last", "before")):
         raise Fallback
@@ -505,7 +518,7 @@ def _tasks(r: Render, s: Selected, row: str) -> str:
     order = (
         tuple((_enum(o["field"]), _enum(o.get("direction", "ASC")) == "DESC") for o in order_by)
         if order_by
-        else (("CREATED_AT", True),)
+        else default
     )
     keys = J.task_keys(order)
     if keys is None or len(order) > 6:
@@ -515,12 +528,12 @@ def _tasks(r: Render, s: Selected, row: str) -> str:
     r.keyed.add(x)
 
     def source(x: str) -> str:
-        return f"tasks {x} WHERE {x}.workspace_id = {row}.id"
+        return f"tasks {x} WHERE {x}.{parent} = {row}.id"
 
     def keyed_source(x: str) -> str:
         return (
             f"tasks {x} JOIN projects {x}k ON {x}k.id = {x}.project_id "
-            f"WHERE {x}.workspace_id = {row}.id"
+            f"WHERE {x}.{parent} = {row}.id"
         )
 
     c = r.alias("c")
@@ -609,7 +622,8 @@ _FIELDS: dict[tuple[str, str], Handler] = {
     ("Workspace", "createdAt"): _timestamp("created_at"),
     ("Workspace", "viewerRole"): _viewer_role,
     ("Workspace", "projects"): _projects,
-    ("Workspace", "tasks"): _tasks,
+    ("Workspace", "tasks"): _tasks("workspace_id", WORKSPACE_TASK_ORDER),
+    ("Project", "tasks"): _tasks("project_id", PROJECT_TASK_ORDER),
     ("Project", "id"): _id("Project"),
     ("Project", "key"): _column("{r}.key"),
     ("Project", "name"): _column("{r}.name"),
@@ -626,6 +640,7 @@ _FIELDS: dict[tuple[str, str], Handler] = {
     ("Task", "priority"): lambda r, s, row: J.priority(f"{row}.priority"),
     ("Task", "dueDate"): lambda r, s, row: J.day(f"{row}.due_date"),
     ("Task", "version"): _column("{r}.version"),
+    ("Task", "position"): lambda r, s, row: f"({J.number(f'{row}.position')})::json",
     ("Task", "completedAt"): _timestamp("completed_at"),
     ("Task", "createdAt"): _timestamp("created_at"),
     ("Task", "updatedAt"): _timestamp("updated_at"),

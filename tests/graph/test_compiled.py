@@ -41,6 +41,7 @@ TASK = [
     "priority",
     "dueDate",
     "version",
+    "position",
     "completedAt",
     "createdAt",
     "updatedAt",
@@ -147,6 +148,7 @@ class QueryMaker:
                 "orderBy: [{field: CREATED_AT, direction: ASC}]",
                 "orderBy: [{field: PRIORITY, direction: DESC}, {field: NUMBER}]",
                 "orderBy: [{field: UPDATED_AT}]",
+                "orderBy: [{field: POSITION, direction: DESC}]",
             ]
         )
         first = self.rng.choice(["", "first: 0", "first: 2", "first: 3", "first: 100"])
@@ -178,7 +180,7 @@ class QueryMaker:
             kind = self.rng.choice(sorted(ids))
             body = {
                 "Task": lambda: self.task(),
-                "Project": lambda: " ".join(self.pick(PROJECT)),
+                "Project": lambda: " ".join(self.pick(PROJECT)) + " " + self.tasks(),
                 "Workspace": self.workspace,
                 "User": self.user,
             }[kind]()
@@ -215,6 +217,9 @@ async def _world(session: AsyncSession) -> tuple[factories.World, dict[str, list
             updated_at=factories.BASE_TIME + timedelta(days=2),
         )
     )
+    # Positions as orjson writes them: 3072.0, 1536.25, 0.1.
+    for other, position in ((world.tasks[1], 1536.25), (world.tasks[2], 0.1)):
+        await session.execute(update(Task).where(Task.id == other.id).values(position=position))
     await factories.tag(session, task.id, world.labels[2].id)
     for minute in range(4):
         await factories.comment(session, task.id, world.users["member"].id, f"c{minute}", minute)
@@ -338,14 +343,14 @@ async def test_the_compiled_answers_carry_the_awkward_values_exactly(
         ("query { me { id } } query Other { me { name } }", None),
         ("{ __schema { queryType { name } } }", None),
         (
-            "query { workspaces { nodes { tasks(orderBy: [{field: POSITION}]) { totalCount } } } }",
+            "query { workspaces { nodes { tasks(orderBy: [{field: DUE_DATE}]) { totalCount } } } }",
             None,
         ),
         (
             "query { workspaces { nodes { tasks(filter: {completed: true}) { nodes { id } } } } }",
             None,
         ),
-        ("query { workspaces { nodes { tasks { nodes { position } } } } }", None),
+        ("query { workspaces { nodes { tasks(last: 2) { nodes { id } } } } }", None),
         ("query { me { id", None),
         ("mutation { signOut { ok } }", None),
     ],
