@@ -104,6 +104,28 @@ def email_visible(user_column: str) -> str:
     )
 
 
+# A signed-in user's principal, read inside the statement instead of by a statement of its own
+# (as `db.access.signed_in` reads it): the memberships of user `:viewer`, and whether the user
+# still exists. `task_editable` is where the role is MEMBER or above (`Principal.can_edit_tasks`).
+VIEWER = "tg_viewer"
+VIEWER_CTE = (
+    f"{VIEWER} AS (SELECT EXISTS (SELECT 1 FROM users WHERE id = :viewer) AS found, "
+    "coalesce(array_agg(vm.workspace_id ORDER BY vm.workspace_id), '{}') AS workspaces, "
+    "coalesce(array_agg(vm.role ORDER BY vm.workspace_id), '{}') AS roles, "
+    "coalesce(array_agg(vm.workspace_id) FILTER (WHERE vm.role IN "
+    "('OWNER', 'ADMIN', 'MEMBER')), '{}') AS editable "
+    "FROM memberships vm WHERE vm.user_id = :viewer)"
+)
+# Cast, so that `= ANY(...)` takes them as arrays, not as subqueries of rows.
+VIEWER_VALUES = {
+    "readable": f"(SELECT workspaces FROM {VIEWER})::bigint[]",
+    "member_of": f"(SELECT workspaces FROM {VIEWER})::bigint[]",
+    "role_workspaces": f"(SELECT workspaces FROM {VIEWER})::bigint[]",
+    "role_names": f"(SELECT roles FROM {VIEWER})::text[]",
+    "task_editable": f"(SELECT editable FROM {VIEWER})::bigint[]",
+}
+
+
 def role_in(workspace_column: str) -> str:
     """The principal's role in a workspace (`roles` pairs workspace ids with role names)."""
     return (

@@ -20,7 +20,7 @@ from strawberry.fastapi import GraphQLRouter
 from db.access import ANONYMOUS
 from db.engine import PoolSettings, make_engine, make_session_factory
 from db.errors import Unauthenticated
-from graph.auth import authenticate
+from graph.auth import authenticate, token_user
 from graph.context import Context
 from graph.http import GraphQLPost
 from graph.schema import build_schema
@@ -67,7 +67,7 @@ def create_app(
     gate = asyncio.Semaphore(settings.pool_size)
 
     @asynccontextmanager
-    async def open_context(authorization: str | None) -> AsyncIterator[Context]:
+    async def open_session() -> AsyncIterator[AsyncSession]:
         try:
             if gate.locked():
                 await asyncio.wait_for(gate.acquire(), settings.pool_timeout)
@@ -75,20 +75,18 @@ def create_app(
                 await gate.acquire()
         except TimeoutError:
             # The pool's own timeout then decides, as without the gate.
-            async with _session_context(sessions, authorization) as context:
-                yield context
+            async with sessions() as session:
+                yield session
             return
         try:
-            async with _session_context(sessions, authorization) as context:
-                yield context
+            async with sessions() as session:
+                yield session
         finally:
             gate.release()
 
     @asynccontextmanager
-    async def _session_context(
-        sessions: Callable[[], AsyncSession], authorization: str | None
-    ) -> AsyncIterator[Context]:
-        async with sessions() as session:
+    async def open_context(authorization: str | None) -> AsyncIterator[Context]:
+        async with open_session() as session:
             auth_error: Unauthenticated | None = None
             viewer = None
             try:
@@ -126,7 +124,14 @@ def create_app(
     )
     schema = build_schema(debug=settings.debug)
     # Added first, so that it runs inside the CORS middleware.
-    app.add_middleware(GraphQLPost, schema=schema, open_context=open_context, path="/graphql")
+    app.add_middleware(
+        GraphQLPost,
+        schema=schema,
+        open_context=open_context,
+        open_session=open_session,
+        token_user=lambda authorization: token_user(authorization, secret_key=secret_key),
+        path="/graphql",
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

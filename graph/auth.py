@@ -58,6 +58,21 @@ def _verified(secret_key: str, token: str) -> tuple[int, float]:
     return int(claims["sub"]), float(claims["exp"])
 
 
+def token_user(authorization: str | None, *, secret_key: str) -> int | None:
+    """The user of a request that carries a good access token; None for every other request
+    (anonymous, API key, bad or expired credentials: `authenticate` answers those)."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or api_keys.looks_like_api_key(token):
+        return None
+    try:
+        return user_id_from_token(secret_key, token)
+    except Unauthenticated:
+        return None
+
+
 async def authenticate(
     authorization: str | None, *, secret_key: str, session: AsyncSession
 ) -> tuple[Principal, Viewer | None]:

@@ -230,7 +230,7 @@ def _included(selection: Any) -> bool:
 # Rendering -------------------------------------------------------------------------------
 
 _PRINCIPAL_PARAM = re.compile(
-    r":(readable|member_of|me|role_workspaces|role_names|task_editable)\b"
+    r":(readable|member_of|me|viewer|role_workspaces|role_names|task_editable)\b"
 )
 
 
@@ -250,8 +250,11 @@ _PRINCIPAL_VALUES: dict[str, Callable[[Principal], tuple[Any, str]]] = {
 class Render:
     """One request's statement: SQL text and its positional parameters."""
 
-    def __init__(self, principal: Principal, variables: Any) -> None:
+    def __init__(self, principal: Principal | None, viewer: int | None, variables: Any) -> None:
+        # Either a principal, or a signed-in user whose principal the statement reads itself.
         self.principal = principal
+        self.viewer = viewer
+        self.user_id = viewer if principal is None else principal.user_id
         self.variables = variables
         self.params: list[Any] = []
         self.named: dict[str, str] = {}
@@ -273,8 +276,13 @@ class Render:
 
     def _principal(self, name: str) -> str:
         if name not in self.named:
-            value, cast = _PRINCIPAL_VALUES[name](self.principal)
-            self.named[name] = self.param(value, cast)
+            if self.principal is not None:
+                value, cast = _PRINCIPAL_VALUES[name](self.principal)
+                self.named[name] = self.param(value, cast)
+            elif name in ("me", "viewer"):
+                self.named["me"] = self.named["viewer"] = self.param(self.viewer, "bigint")
+            else:
+                self.named[name] = J.VIEWER_VALUES[name]
         return self.named[name]
 
     def arguments(self, selected: Selected) -> dict[str, Any]:
@@ -414,7 +422,7 @@ def _uses(selected: Selected, name: str) -> bool:
 
 
 def _me(r: Render, s: Selected, row: str) -> str:
-    if r.principal.user_id is None:
+    if r.user_id is None:
         return "NULL"
     u = r.alias("u")
     me = r.rule(":me")
@@ -682,15 +690,26 @@ for _name in ("hasNextPage", "hasPreviousPage", "startCursor", "endCursor"):
 def statement(
     schema: GraphQLSchema,
     operation: Operation,
-    principal: Principal,
+    principal: Principal | None,
     variables: dict[str, Any] | None,
+    viewer: int | None = None,
 ) -> tuple[str, list[Any]]:
-    """The SQL and parameters of one request; Fallback where the normal path must answer."""
+    """The SQL and parameters of one request; Fallback where the normal path must answer.
+
+    With a `viewer` (the user of a good access token) instead of a principal, the statement
+    reads the user's memberships itself and returns NULL when the user no longer exists.
+    """
     coerced = get_variable_values(
         schema, operation.operation.variable_definitions or (), variables or {}
     )
     if isinstance(coerced, list):
         raise Fallback
-    r = Render(principal, coerced)
+    r = Render(principal, viewer, coerced)
     sql = r.object("Query", operation.fields, "")
-    return f"SELECT ({sql})::text", r.params
+    if principal is not None:
+        return f"SELECT ({sql})::text", r.params
+    viewer_cte = r.rule(J.VIEWER_CTE)
+    return (
+        f"WITH {viewer_cte} SELECT CASE WHEN (SELECT found FROM {J.VIEWER}) THEN ({sql})::text END",
+        r.params,
+    )

@@ -17,6 +17,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.exceptions import MissingQueryError
 from strawberry.http import process_result
@@ -25,6 +26,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types.graphql import OperationType
 
 from db import raw
+from db.access import Principal
 from graph import compiled
 from graph.context import Context
 from graph.errors import ErrorCode
@@ -37,15 +39,28 @@ MAX_BODY_BYTES = 1 << 20
 _POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
 
 OpenContext = Callable[[str | None], AbstractAsyncContextManager[Context]]
+OpenSession = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+TokenUser = Callable[[str | None], int | None]
 
 
 class GraphQLPost:
     def __init__(
-        self, app: ASGIApp, *, schema: BaseSchema, open_context: OpenContext, path: str
+        self,
+        app: ASGIApp,
+        *,
+        schema: BaseSchema,
+        open_context: OpenContext,
+        open_session: OpenSession,
+        token_user: TokenUser,
+        path: str,
     ) -> None:
         self.app = app
         self.schema = schema
         self.open_context = open_context
+        # A compiled query of a signed-in user needs no authentication statement: its one
+        # statement reads the user's memberships itself (graph/compiled.py `statement`).
+        self.open_session = open_session
+        self.token_user = token_user
         self.path = path
         self.compiler = compiled.Compiler(schema._schema)
 
@@ -85,10 +100,18 @@ class GraphQLPost:
             return
         query, variables, operation_name, extensions = request
         operation = self.compiler.lookup(query, operation_name)
-        authorization = headers.get(b"authorization")
-        async with self.open_context(
-            authorization.decode("latin-1") if authorization is not None else None
-        ) as context:
+        raw_authorization = headers.get(b"authorization")
+        authorization = (
+            raw_authorization.decode("latin-1") if raw_authorization is not None else None
+        )
+        if operation is not None:
+            user = self.token_user(authorization)
+            if user is not None:
+                data = await self._compiled_for_user(operation, user, variables)
+                if data is not None:
+                    await _respond(send, 200, b"application/json", b'{"data":' + data + b"}")
+                    return
+        async with self.open_context(authorization) as context:
             if operation is not None and context.auth_error is None:
                 data = await self._compiled(context, operation, variables)
                 if data is not None:
@@ -118,23 +141,46 @@ class GraphQLPost:
         self, context: Context, operation: compiled.Operation, variables: dict[str, Any] | None
     ) -> bytes | None:
         """The `data` of a compiled operation (graph/compiled.py), or None for the normal path."""
+        rendered = self._render(operation, context.principal, None, variables)
+        if rendered is None:
+            return None
+        return await _run(context.session, *rendered)
+
+    async def _compiled_for_user(
+        self, operation: compiled.Operation, user: int, variables: dict[str, Any] | None
+    ) -> bytes | None:
+        rendered = self._render(operation, None, user, variables)
+        if rendered is None:
+            return None
+        async with self.open_session() as session:
+            # None also when the user no longer exists: the normal path says so.
+            return await _run(session, *rendered)
+
+    def _render(
+        self,
+        operation: compiled.Operation,
+        principal: Principal | None,
+        user: int | None,
+        variables: dict[str, Any] | None,
+    ) -> tuple[str, list[Any]] | None:
         try:
-            sql, args = compiled.statement(
-                self.compiler.schema, operation, context.principal, variables
-            )
+            return compiled.statement(self.compiler.schema, operation, principal, variables, user)
         except compiled.Fallback:
             return None
         except Exception:
             log.exception("compiled operation not rendered; answered by the normal path")
             return None
-        try:
-            text = await raw.value(context.session, sql, args)
-        except Exception:
-            # The normal path answers the same question, and reports the fault if it shares it.
-            log.exception("compiled operation failed; answered by the normal path")
-            await context.session.rollback()
-            return None
-        return text.encode() if text is not None else None
+
+
+async def _run(session: AsyncSession, sql: str, args: list[Any]) -> bytes | None:
+    try:
+        text = await raw.value(session, sql, args)
+    except Exception:
+        # The normal path answers the same question, and reports the fault if it shares it.
+        log.exception("compiled operation failed; answered by the normal path")
+        await session.rollback()
+        return None
+    return text.encode() if text is not None else None
 
 
 def _operation(

@@ -99,8 +99,8 @@ query Export($slug: String!, $first: Int!) {
 
 # Through the resolvers: 1 user and memberships (authentication), 1 workspace by slug, 1 task
 # page: task keys come with the task rows, so projects are not read. Compiled
-# (graph/compiled.py): authentication and the one statement that builds the JSON.
-EXPORT_STATEMENTS = {"resolvers": 3, "compiled": 2}
+# (graph/compiled.py): one statement that reads the user's memberships and builds the JSON.
+EXPORT_STATEMENTS = {"resolvers": 3, "compiled": 1}
 
 
 @pytest.fixture(params=["resolvers", "compiled"])
@@ -145,8 +145,8 @@ query Detail($id: ID!) {
 """
 
 # Through the resolvers: 1 authentication, 1 task with its project, 1 assignee+creator,
-# 1 labels, 1 comments with their authors, 1 activity. Compiled: authentication and one.
-DETAIL_STATEMENTS = {"resolvers": 6, "compiled": 2}
+# 1 labels, 1 comments with their authors, 1 activity. Compiled: one.
+DETAIL_STATEMENTS = {"resolvers": 6, "compiled": 1}
 
 
 async def test_task_detail_statements(
