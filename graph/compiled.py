@@ -7,7 +7,7 @@ with its variables and the principal's visibility (`db.json_sql` holds the rules
 formats), and PostgreSQL returns the `data` object.
 
 Anything else, or a request whose values the normal path would answer with an error (a bad ID,
-a page size out of range, a cursor), goes to the normal execution unchanged: a compiled
+a page size out of range, a bad cursor), goes to the normal execution unchanged: a compiled
 operation is only ever a faster way to the same answer. tests/graph/test_compiled.py compares
 the two on generated queries, principals and data.
 """
@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from graphql import (
     DocumentNode,
     FieldNode,
@@ -27,10 +28,14 @@ from graphql import (
     FragmentSpreadNode,
     GraphQLError,
     GraphQLField,
+    GraphQLID,
     GraphQLNamedType,
     GraphQLObjectType,
     GraphQLSchema,
     InlineFragmentNode,
+    ListTypeNode,
+    NamedTypeNode,
+    NonNullTypeNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
@@ -39,6 +44,7 @@ from graphql import (
     is_abstract_type,
     is_object_type,
     parse,
+    type_from_ast,
     validate,
 )
 from graphql.execution.values import get_argument_values, get_variable_values
@@ -47,7 +53,7 @@ from db import json_sql as J
 from db.access import Principal
 from db.errors import InvalidArgument
 from db.models import Role
-from db.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from db.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_cursor
 from graph.ids import from_global_id
 from graph.types.project import PROJECT_TASK_ORDER
 from graph.types.workspace import WORKSPACE_TASK_ORDER
@@ -55,6 +61,7 @@ from graph.types.workspace import WORKSPACE_TASK_ORDER
 # Switched off by tests that compare the compiled path with the normal one.
 ENABLED = True
 MAX_DOCUMENTS = 1000
+MAX_RENDERED = 256  # per operation
 # json_build_object takes at most 100 arguments.
 MAX_KEYS = 50
 
@@ -81,6 +88,13 @@ class Selected:
 class Operation:
     operation: OperationDefinitionNode
     fields: list[Selected]
+    # Variables of type ID: a statement depends on the type of object they name, not the id.
+    id_variables: frozenset[str] = frozenset()
+    # Statements rendered before, by the kind of principal and the variables (ID variables by
+    # their type): the SQL, and where each parameter's value comes from (see `_Source`).
+    rendered: OrderedDict[Any, tuple[str, list[tuple[_Source, Any]]]] = field(
+        default_factory=OrderedDict
+    )
 
 
 class Compiler:
@@ -121,7 +135,15 @@ class Compiler:
         }
         root = self.schema.query_type
         assert root is not None
-        return Operation(operation, self._fields(root, [operation.selection_set], fragments))
+        id_variables = frozenset(
+            d.variable.name.value
+            for d in operation.variable_definitions or ()
+            if isinstance(d.type, NamedTypeNode | NonNullTypeNode)
+            and get_named_type(type_from_ast(self.schema, d.type)) is GraphQLID
+            and not isinstance(getattr(d.type, "type", None), ListTypeNode)
+        )
+        fields = self._fields(root, [operation.selection_set], fragments)
+        return Operation(operation, fields, id_variables)
 
     def _fields(
         self,
@@ -257,6 +279,7 @@ class Render:
         self.user_id = viewer if principal is None else principal.user_id
         self.variables = variables
         self.params: list[Any] = []
+        self.sources: list[_Source] = []
         self.named: dict[str, str] = {}
         self.aliases = 0
         # Aliases of task rows that carry their project's key (`tg_project_key`).
@@ -266,8 +289,11 @@ class Render:
         self.aliases += 1
         return f"{prefix}{self.aliases}"
 
-    def param(self, value: Any, cast: str) -> str:
+    def param(self, value: Any, cast: str, source: _Source = None) -> str:
+        """A parameter. A value taken from an ID variable must name it as its `source`: the
+        statement is kept for every id of the same type (`statement`)."""
         self.params.append(value)
+        self.sources.append(source)
         return f"${len(self.params)}::{cast}"
 
     def rule(self, sql: str) -> str:
@@ -278,9 +304,10 @@ class Render:
         if name not in self.named:
             if self.principal is not None:
                 value, cast = _PRINCIPAL_VALUES[name](self.principal)
-                self.named[name] = self.param(value, cast)
+                self.named[name] = self.param(value, cast, name)
             elif name in ("me", "viewer"):
-                self.named["me"] = self.named["viewer"] = self.param(self.viewer, "bigint")
+                viewer = self.param(self.viewer, "bigint", "viewer")
+                self.named["me"] = self.named["viewer"] = viewer
             else:
                 self.named[name] = J.VIEWER_VALUES[name]
         return self.named[name]
@@ -325,8 +352,6 @@ def _timestamp(column: str) -> Handler:
 
 
 def _page_size(arguments: dict[str, Any]) -> int:
-    if arguments.get("after") is not None:
-        raise Fallback
     first = arguments.get("first")
     if first is None:
         return DEFAULT_PAGE_SIZE
@@ -341,14 +366,17 @@ def _connection(
     node_type: str,
     source: Callable[[str], str],
     keys: tuple[J.Key, ...],
-    size: int,
+    arguments: dict[str, Any],
     total: str,
     columns: str = "",
     alias: str | None = None,
 ) -> str:
-    """A connection's JSON: `source(alias)` is `<table> <alias> WHERE ...`, the whole list."""
+    """A connection's JSON: `source(alias)` is `<table> <alias> WHERE ...`, the whole list;
+    `arguments` has `first` and `after` (`db.pagination.fetch_page` semantics)."""
+    size = _page_size(arguments)
     x = alias or r.alias("x")
     bound = J.bound(keys, x)
+    after = _after(r, bound, arguments.get("after"), size)
     order = J.order_by(bound)
     cursor = J.cursor(bound)
     in_page = f"FILTER (WHERE {x}.tg_rn <= {size})"
@@ -385,7 +413,7 @@ def _connection(
                 elif name == "hasNextPage":
                     info_value = f"count(*) > {size}" if size else "false"
                 elif name == "hasPreviousPage":
-                    info_value = "false"
+                    info_value = "true" if after else "false"
                 else:
                     # The cursor of one row, from its sort-key values: not one per row.
                     direction = "" if name == "startCursor" else " DESC"
@@ -406,7 +434,7 @@ def _connection(
         parts.append(f"'{item.key}', {value}")
     rows = (
         f"SELECT {x}.*, row_number() OVER (ORDER BY {order}) AS tg_rn FROM "
-        f"(SELECT {x}.*{columns} FROM {source(x)} ORDER BY {order} LIMIT {size + 1}) {x}"
+        f"(SELECT {x}.*{columns} FROM {source(x)}{after} ORDER BY {order} LIMIT {size + 1}) {x}"
     )
     if size == 0:
         rows = f"SELECT {x}.*{columns}, 0 AS tg_rn FROM {source(x)} AND false"
@@ -414,8 +442,32 @@ def _connection(
     return f"(SELECT json_build_object({', '.join(parts)}) FROM ({rows}) {x} GROUP BY ())"
 
 
-def _uses(selected: Selected, name: str) -> bool:
-    return any(f.name == name for fields in selected.children.values() if fields for f in fields)
+_CASTS = {"int": "bigint", "str": "text", "datetime": "timestamptz", "float": "float8"}
+
+
+def _after(r: Render, keys: tuple[J.Key, ...], cursor: str | None, size: int) -> str:
+    """The condition for rows after `cursor` (`db.pagination._after`), or ""."""
+    if cursor is None:
+        return ""
+    if size == 0:
+        # The normal path answers hasPreviousPage differently for one parent and for many.
+        raise Fallback
+    try:
+        values = decode_cursor(cursor, keys)  # type: ignore[arg-type]
+    except InvalidArgument:
+        raise Fallback from None
+    params = [r.param(v, _CASTS[k.kind]) for k, v in zip(keys, values, strict=True)]
+    if len({k.descending for k in keys}) == 1:
+        # A row comparison, so that PostgreSQL walks the index.
+        operator = "<" if keys[0].descending else ">"
+        left = ", ".join(k.sql for k in keys)
+        return f" AND ({left}) {operator} ({', '.join(params)})"
+    clauses = []
+    for i, key in enumerate(keys):
+        equal = [f"{keys[j].sql} = {params[j]}" for j in range(i)]
+        step = f"{key.sql} {'<' if key.descending else '>'} {params[i]}"
+        clauses.append("(" + " AND ".join([*equal, step]) + ")")
+    return f" AND ({' OR '.join(clauses)})"
 
 
 # Query -----------------------------------------------------------------------------------
@@ -430,7 +482,6 @@ def _me(r: Render, s: Selected, row: str) -> str:
 
 
 def _workspaces(r: Render, s: Selected, row: str) -> str:
-    size = _page_size(r.arguments(s))
     readable = r.rule(":readable")
     return _connection(
         r,
@@ -438,7 +489,7 @@ def _workspaces(r: Render, s: Selected, row: str) -> str:
         "Workspace",
         lambda x: f"workspaces {x} WHERE {x}.id = ANY({readable})",
         J.WORKSPACE_KEYS,
-        size,
+        r.arguments(s),
         f"cardinality({readable})",
     )
 
@@ -470,9 +521,11 @@ def _node(r: Render, s: Selected, row: str) -> str:
         raise Fallback
     table, prefix, visible = _NODES[type_name]
     a = r.alias(prefix)
+    (argument,) = [a for a in s.node.arguments if a.name.value == "id"]
+    source = ("id", argument.value.name.value) if isinstance(argument.value, VariableNode) else None
     return (
         f"(SELECT {r.child(s, type_name, a)} FROM {table} {a} "
-        f"WHERE {a}.id = {r.param(db_id, 'bigint')} AND {r.rule(visible(a))})"
+        f"WHERE {a}.id = {r.param(db_id, 'bigint', source)} AND {r.rule(visible(a))})"
     )
 
 
@@ -497,7 +550,6 @@ def _viewer_role(r: Render, s: Selected, row: str) -> str:
 
 def _projects(r: Render, s: Selected, row: str) -> str:
     arguments = r.arguments(s)
-    size = _page_size(arguments)
     listed = "" if arguments.get("includeArchived") else " AND {x}.archived_at IS NULL"
 
     def source(x: str) -> str:
@@ -505,7 +557,7 @@ def _projects(r: Render, s: Selected, row: str) -> str:
 
     c = r.alias("c")
     total = f"(SELECT count(*) FROM {source(c)})"
-    return _connection(r, s, "Project", source, J.PROJECT_KEYS, size, total)
+    return _connection(r, s, "Project", source, J.PROJECT_KEYS, arguments, total)
 
 
 def _tasks(parent: str, default: tuple[tuple[str, bool], ...]) -> Handler:
@@ -521,7 +573,6 @@ def _task_list(
     arguments = r.arguments(s)
     if any(arguments.get(n) is not None for n in ("filter", "last", "before")):
         raise Fallback
-    size = _page_size(arguments)
     order_by = arguments.get("orderBy")
     order = (
         tuple((_enum(o["field"]), _enum(o.get("direction", "ASC")) == "DESC") for o in order_by)
@@ -547,7 +598,7 @@ def _task_list(
     c = r.alias("c")
     total = f"(SELECT count(*) FROM {source(c)})"
     return _connection(
-        r, s, "Task", keyed_source, keys, size, total, f", {x}k.key AS tg_project_key", x
+        r, s, "Task", keyed_source, keys, arguments, total, f", {x}k.key AS tg_project_key", x
     )
 
 
@@ -586,14 +637,12 @@ def _comment_count(r: Render, s: Selected, row: str) -> str:
 
 def _task_children(table: str, node_type: str, keys: tuple[J.Key, ...]) -> Handler:
     def render(r: Render, s: Selected, row: str) -> str:
-        size = _page_size(r.arguments(s))
-
         def source(x: str) -> str:
             return f"{table} {x} WHERE {x}.task_id = {row}.id"
 
         c = r.alias("c")
         total = f"(SELECT count(*) FROM {source(c)})"
-        return _connection(r, s, node_type, source, keys, size, total)
+        return _connection(r, s, node_type, source, keys, r.arguments(s), total)
 
     return render
 
@@ -699,6 +748,14 @@ def statement(
     With a `viewer` (the user of a good access token) instead of a principal, the statement
     reads the user's memberships itself and returns NULL when the user no longer exists.
     """
+    user_id = viewer if principal is None else principal.user_id
+    given = variables or {}
+    shaped = {k: _id_type(v) if k in operation.id_variables else v for k, v in given.items()}
+    key = (principal is None, user_id is None, orjson.dumps(shaped, option=_SORTED))
+    known = operation.rendered.get(key)
+    if known is not None:
+        sql, params = known
+        return sql, [_value(n, v, principal, viewer, given) for n, v in params]
     coerced = get_variable_values(
         schema, operation.operation.variable_definitions or (), variables or {}
     )
@@ -707,9 +764,52 @@ def statement(
     r = Render(principal, viewer, coerced)
     sql = r.object("Query", operation.fields, "")
     if principal is not None:
-        return f"SELECT ({sql})::text", r.params
-    viewer_cte = r.rule(J.VIEWER_CTE)
-    return (
-        f"WITH {viewer_cte} SELECT CASE WHEN (SELECT found FROM {J.VIEWER}) THEN ({sql})::text END",
-        r.params,
+        sql = f"SELECT ({sql})::text"
+    else:
+        viewer_cte = r.rule(J.VIEWER_CTE)
+        sql = (
+            f"WITH {viewer_cte} SELECT CASE WHEN (SELECT found FROM {J.VIEWER}) "
+            f"THEN ({sql})::text END"
+        )
+    # The principal's values are parameters, so the statement serves every principal of the
+    # same kind; the values from the request's variables are kept with it.
+    operation.rendered[key] = (
+        sql,
+        [(n, None if isinstance(n, str) else v) for n, v in zip(r.sources, r.params, strict=True)],
     )
+    if len(operation.rendered) > MAX_RENDERED:
+        operation.rendered.popitem(last=False)
+    return sql, r.params
+
+
+_SORTED = orjson.OPT_SORT_KEYS
+
+
+# Where a parameter's value comes from: None, the value itself (kept with the statement); a
+# name, that value of the principal; ("id", variable), the database id in an ID variable.
+_Source = str | tuple[str, str] | None
+
+
+def _id_type(value: Any) -> Any:
+    """What a statement depends on in an ID variable: the type of object it names."""
+    try:
+        return ("ID", from_global_id(value)[0]) if isinstance(value, str) else value
+    except InvalidArgument:
+        return value
+
+
+def _value(
+    source: _Source,
+    kept: Any,
+    principal: Principal | None,
+    viewer: int | None,
+    variables: dict[str, Any],
+) -> Any:
+    if source is None:
+        return kept
+    if isinstance(source, tuple):
+        given = variables.get(source[1])
+        return from_global_id(given)[1] if given is not None else kept
+    if principal is None:
+        return viewer
+    return _PRINCIPAL_VALUES[source](principal)[0]

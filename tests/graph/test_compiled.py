@@ -413,3 +413,126 @@ async def test_a_token_of_a_user_who_is_gone_gets_the_normal_answer(
     assert fast == plain
     assert used  # the compiled statement ran, found no user, and handed over
     assert json.loads(fast)["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_a_statement_rendered_for_one_principal_answers_each_principal_for_itself(
+    api: Api, session: AsyncSession, monkeypatch: pytest.MonkeyPatch, used: list[str]
+) -> None:
+    # Statements are kept per operation and variables; the principal's values are parameters.
+    world, ids, api_key = await _world(session)
+    query = """query Q($task: ID!, $slug: String!) { me { id email }
+      node(id: $task) { ... on Task { title viewerCanEdit assignee { email } } }
+      workspace(slug: $slug) { viewerRole tasks(first: 2) { totalCount } }
+      workspaces { nodes { slug } } }"""
+    variables = {"task": ids["Task"][0], "slug": world.workspace.slug}
+    answers = {}
+    for who in ("owner", "viewer", "outsider", "api key", "anonymous", "owner again"):
+        name = who.removesuffix(" again")
+        token = {"api key": api_key, "anonymous": None}.get(name)
+        if name in world.users:
+            token = token_for(world.users[name].id)
+        plain, fast = await _both(api, monkeypatch, query, token, variables)
+        assert _same(fast) == _same(plain), who
+        answers[who] = json.loads(fast)["data"]
+    assert answers["owner again"] == answers["owner"]
+    assert answers["owner"]["workspace"]["viewerRole"] == "OWNER"
+    assert answers["viewer"]["workspace"]["viewerRole"] == "VIEWER"
+    assert answers["viewer"]["node"]["viewerCanEdit"] is False
+    assert answers["owner"]["node"]["viewerCanEdit"] is True
+    assert answers["outsider"]["node"] is None and answers["outsider"]["workspace"] is None
+    assert answers["api key"]["me"] is None and answers["api key"]["node"] is not None
+    assert answers["anonymous"] == {
+        "me": None,
+        "node": None,
+        "workspace": None,
+        "workspaces": {"nodes": []},
+    }
+    assert len(used) == 6
+
+
+async def test_a_statement_kept_for_one_id_answers_for_another_of_the_same_type(
+    api: Api, session: AsyncSession, monkeypatch: pytest.MonkeyPatch, used: list[str]
+) -> None:
+    world, _, _ = await _world(session)
+    token = token_for(world.users["owner"].id)
+    query = "query Q($id: ID!) { node(id: $id) { __typename ... on Task { id title } } }"
+    for task in world.tasks:
+        plain, fast = await _both(
+            api, monkeypatch, query, token, {"id": to_global_id("Task", task.id)}
+        )
+        assert _same(fast) == _same(plain)
+        assert json.loads(fast)["data"]["node"]["id"] == to_global_id("Task", task.id)
+    project = to_global_id("Project", world.project.id)
+    plain, fast = await _both(api, monkeypatch, query, token, {"id": project})
+    assert (
+        json.loads(fast)["data"]["node"]
+        == {"__typename": "Project"}
+        == json.loads(plain)["data"]["node"]
+    )
+    assert len(used) == len(world.tasks) + 1
+
+
+LISTS = {
+    "workspaces": "query($after: String) { list: workspaces(first: 1, after: $after) { %s } }",
+    "projects": 'query($after: String) { workspace(slug: "%%s") { list: projects(first: 1, '
+    "after: $after, includeArchived: true) { %s } } }",
+    "tasks": 'query($after: String) { workspace(slug: "%%s") { list: tasks(first: 2, '
+    "after: $after, orderBy: %%s) { %s } } }",
+    "board": 'query($after: String) { node(id: "%%s") { ... on Project { list: tasks(first: 2, '
+    "after: $after) { %s } } } }",
+    "comments": 'query($after: String) { node(id: "%%s") { ... on Task { list: comments('
+    "first: 2, after: $after) { %s } } } }",
+    "activity": 'query($after: String) { node(id: "%%s") { ... on Task { list: activity('
+    "first: 2, after: $after) { %s } } } }",
+}
+PAGE = "totalCount pageInfo { hasNextPage hasPreviousPage startCursor endCursor } edges { cursor }"
+
+
+def _list(data: dict[str, Any]) -> dict[str, Any]:
+    # The list is at the root, or inside the one root field.
+    page: dict[str, Any] = data["list"] if "list" in data else next(iter(data.values()))["list"]
+    return page
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        "[]",
+        "[{field: PRIORITY, direction: DESC}, {field: NUMBER}]",
+        "[{field: POSITION}]",
+        "[{field: UPDATED_AT, direction: DESC}]",
+    ],
+)
+async def test_pages_after_a_cursor_are_the_same_compiled_and_not(
+    api: Api, session: AsyncSession, monkeypatch: pytest.MonkeyPatch, used: list[str], order: str
+) -> None:
+    world, ids, _ = await _world(session)
+    token = token_for(world.users["owner"].id)
+    await factories.member(session, world.other_workspace.id, world.users["owner"].id, Role.ADMIN)
+    arguments = {
+        "workspaces": (),
+        "projects": (world.workspace.slug,),
+        "tasks": (world.workspace.slug, order),
+        "board": (to_global_id("Project", world.project.id),),
+        "comments": (ids["Task"][0],),
+        "activity": (ids["Task"][0],),
+    }
+    for name, template in LISTS.items():
+        query = (template % PAGE) % arguments[name] if arguments[name] else template % PAGE
+        after = None
+        pages = 0
+        while True:
+            used.clear()
+            plain, fast = await _both(api, monkeypatch, query, token, {"after": after})
+            assert used and _same(fast) == _same(plain), (name, after, plain, fast)
+            page = _list(json.loads(fast)["data"])
+            pages += 1
+            if not page["pageInfo"]["hasNextPage"]:
+                break
+            after = page["pageInfo"]["endCursor"]
+        assert pages >= 2, name
+    # A cursor of another ordering is an error, as the normal path reports it.
+    used.clear()
+    other = (LISTS["board"] % PAGE) % arguments["board"]
+    plain, fast = await _both(api, monkeypatch, other, token, {"after": after})
+    assert fast == plain and "errors" in json.loads(plain)
