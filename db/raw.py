@@ -21,14 +21,16 @@ counts (tests, `bench/`) stay truthful.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.util import greenlet_spawn
 
 _DIALECT = PGDialect_asyncpg()
 # Shapes vary with filters and sort orders, whose values are part of the key; a bound keeps a
@@ -125,6 +127,32 @@ async def fetch(session: AsyncSession, compiled: Shape, **params: Any) -> list[R
 async def value(session: AsyncSession, sql: str, args: Sequence[Any]) -> Any:
     """The single value of a statement written as SQL with positional parameters."""
     driver = await _announced(session, sql, args)
+    return await driver.fetchval(sql, *args)
+
+
+@asynccontextmanager
+async def connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection's asyncpg connection, without a session or a transaction: for a
+    request that is one read statement (graph/compiled.py). Checking a connection out this way
+    costs about a fifth of what a session does (0.04 against 0.2 ms of CPU)."""
+    pooled = await engine.raw_connection()
+    try:
+        yield pooled.driver_connection
+    except BaseException:
+        # Cut off mid-statement, the connection is in an unknown state: it is not reused.
+        await greenlet_spawn(pooled.invalidate)
+        raise
+    finally:
+        await greenlet_spawn(pooled.close)
+
+
+async def value_on(
+    engine: AsyncEngine, driver: asyncpg.Connection, sql: str, args: Sequence[Any]
+) -> Any:
+    """`value` on a connection from `connection`."""
+    sync_engine = engine.sync_engine
+    if sync_engine._has_events:
+        sync_engine.dispatch.before_cursor_execute(None, None, sql, tuple(args), None, False)
     return await driver.fetchval(sql, *args)
 
 

@@ -17,12 +17,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from strawberry.fastapi import GraphQLRouter
 
+from db import raw
 from db.access import ANONYMOUS
 from db.engine import PoolSettings, make_engine, make_session_factory
 from db.errors import Unauthenticated
 from graph.auth import authenticate, token_user
 from graph.context import Context
-from graph.http import GraphQLPost
+from graph.http import GraphQLPost, Run
 from graph.schema import build_schema
 from graph.settings import Settings, SettingsError, load_settings
 
@@ -67,7 +68,7 @@ def create_app(
     gate = asyncio.Semaphore(settings.pool_size)
 
     @asynccontextmanager
-    async def open_session() -> AsyncIterator[AsyncSession]:
+    async def turn() -> AsyncIterator[None]:
         try:
             if gate.locked():
                 await asyncio.wait_for(gate.acquire(), settings.pool_timeout)
@@ -75,14 +76,36 @@ def create_app(
                 await gate.acquire()
         except TimeoutError:
             # The pool's own timeout then decides, as without the gate.
-            async with sessions() as session:
-                yield session
+            yield
             return
         try:
-            async with sessions() as session:
-                yield session
+            yield
         finally:
             gate.release()
+
+    @asynccontextmanager
+    async def open_session() -> AsyncIterator[AsyncSession]:
+        async with turn(), sessions() as session:
+            yield session
+
+    @asynccontextmanager
+    async def open_reader() -> AsyncIterator[Run]:
+        """One statement's connection for a compiled query (graph/http.py)."""
+        if session_factory is not None:
+            # Tests' sessions share their connection and its transaction: reads go through them.
+            async with open_session() as session:
+
+                async def in_session(sql: str, args: list[Any]) -> Any:
+                    return await raw.value(session, sql, args)
+
+                yield in_session
+            return
+        async with turn(), raw.connection(engine) as driver:
+
+            async def on_connection(sql: str, args: list[Any]) -> Any:
+                return await raw.value_on(engine, driver, sql, args)
+
+            yield on_connection
 
     @asynccontextmanager
     async def open_context(authorization: str | None) -> AsyncIterator[Context]:
@@ -128,7 +151,7 @@ def create_app(
         GraphQLPost,
         schema=schema,
         open_context=open_context,
-        open_session=open_session,
+        open_reader=open_reader,
         token_user=lambda authorization: token_user(authorization, secret_key=secret_key),
         path="/graphql",
     )

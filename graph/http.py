@@ -12,12 +12,11 @@ with the body it has already read replayed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.exceptions import MissingQueryError
 from strawberry.http import process_result
@@ -39,7 +38,9 @@ MAX_BODY_BYTES = 1 << 20
 _POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
 
 OpenContext = Callable[[str | None], AbstractAsyncContextManager[Context]]
-OpenSession = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+# Runs one statement and returns its single value.
+Run = Callable[[str, list[Any]], Awaitable[Any]]
+OpenReader = Callable[[], AbstractAsyncContextManager[Run]]
 TokenUser = Callable[[str | None], int | None]
 
 
@@ -50,7 +51,7 @@ class GraphQLPost:
         *,
         schema: BaseSchema,
         open_context: OpenContext,
-        open_session: OpenSession,
+        open_reader: OpenReader,
         token_user: TokenUser,
         path: str,
     ) -> None:
@@ -59,7 +60,7 @@ class GraphQLPost:
         self.open_context = open_context
         # A compiled query of a signed-in user needs no authentication statement: its one
         # statement reads the user's memberships itself (graph/compiled.py `statement`).
-        self.open_session = open_session
+        self.open_reader = open_reader
         self.token_user = token_user
         self.path = path
         self.compiler = compiled.Compiler(schema._schema)
@@ -144,7 +145,15 @@ class GraphQLPost:
         rendered = self._render(operation, context.principal, None, variables)
         if rendered is None:
             return None
-        return await _run(context.session, *rendered)
+
+        async def run(sql: str, args: list[Any]) -> Any:
+            return await raw.value(context.session, sql, args)
+
+        data = await _run(run, *rendered)
+        if data is None:
+            # The session goes on to the normal path: not in a failed transaction.
+            await context.session.rollback()
+        return data
 
     async def _compiled_for_user(
         self, operation: compiled.Operation, user: int, variables: dict[str, Any] | None
@@ -152,9 +161,9 @@ class GraphQLPost:
         rendered = self._render(operation, None, user, variables)
         if rendered is None:
             return None
-        async with self.open_session() as session:
+        async with self.open_reader() as run:
             # None also when the user no longer exists: the normal path says so.
-            return await _run(session, *rendered)
+            return await _run(run, *rendered)
 
     def _render(
         self,
@@ -172,13 +181,12 @@ class GraphQLPost:
             return None
 
 
-async def _run(session: AsyncSession, sql: str, args: list[Any]) -> bytes | None:
+async def _run(run: Run, sql: str, args: list[Any]) -> bytes | None:
     try:
-        text = await raw.value(session, sql, args)
+        text = await run(sql, args)
     except Exception:
         # The normal path answers the same question, and reports the fault if it shares it.
         log.exception("compiled operation failed; answered by the normal path")
-        await session.rollback()
         return None
     return text.encode() if text is not None else None
 

@@ -15,15 +15,19 @@ import random
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from db.access import Principal
 from db.api_keys import create_api_key
+from db.engine import make_engine
 from db.models import ApiScope, Project, Role, Task
 from graph import compiled
+from graph.app import create_app
 from graph.ids import to_global_id
+from graph.settings import Settings
 from tests import factories
 from tests.conftest import StatementCounter
 from tests.graph.conftest import Api, token_for
@@ -536,3 +540,46 @@ async def test_pages_after_a_cursor_are_the_same_compiled_and_not(
     other = (LISTS["board"] % PAGE) % arguments["board"]
     plain, fast = await _both(api, monkeypatch, other, token, {"after": after})
     assert fast == plain and "errors" in json.loads(plain)
+
+
+async def test_compiled_queries_run_on_pooled_connections_without_a_session(
+    committed_db: str,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    used: list[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The server (no test session factory) runs a signed-in user's compiled query on a pooled
+    # connection of its own, outside any session.
+    engine = make_engine(committed_db)
+    try:
+        async with AsyncSession(engine) as session:
+            world, ids, _ = await _world(session)
+            await session.commit()
+        app = create_app(settings, engine=engine)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            api = Api(client)
+            token = token_for(world.users["owner"].id)
+            slugs = [world.workspace.slug, world.other_workspace.slug]
+            for seed in range(30):
+                rng = random.Random(seed)
+                query = QueryMaker(seed).query({k: rng.choice(v) for k, v in ids.items()}, slugs)
+                plain, fast = await _both(api, monkeypatch, query, token)
+                assert _same(fast) == _same(plain), query
+            assert len(used) == 30
+            assert not [r for r in caplog.records if r.name == "graph.http"], caplog.text
+            with StatementCounter(engine) as counter:
+                await api.data("query { me { id } workspaces { nodes { slug } } }", token=token)
+            assert counter.count == 1, counter.statements
+
+            # A statement that fails leaves no connection behind and hands over.
+            def broken(*args: Any) -> tuple[str, list[Any]]:
+                return "SELECT no_such_column FROM users", []
+
+            monkeypatch.setattr(compiled, "statement", broken)
+            answer = await api.data("query { me { id } }", token=token)
+            assert answer == {"me": {"id": to_global_id("User", world.users["owner"].id)}}
+            assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        await engine.dispose()
