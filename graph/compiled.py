@@ -95,6 +95,9 @@ class Operation:
     rendered: OrderedDict[Any, tuple[str, list[tuple[_Source, Any]]]] = field(
         default_factory=OrderedDict
     )
+    # One copy of each distinct SQL text: variables that are only parameters (a slug, a
+    # cursor) make new entries above, not new statements.
+    texts: dict[str, str] = field(default_factory=dict)
 
 
 class Compiler:
@@ -773,6 +776,9 @@ def statement(
         )
     # The principal's values are parameters, so the statement serves every principal of the
     # same kind; the values from the request's variables are kept with it.
+    if len(operation.texts) >= MAX_RENDERED:
+        operation.texts.clear()
+    sql = operation.texts.setdefault(sql, sql)
     operation.rendered[key] = (
         sql,
         [(n, None if isinstance(n, str) else v) for n, v in zip(r.sources, r.params, strict=True)],

@@ -27,6 +27,7 @@ from db.models import ApiScope, Project, Role, Task
 from graph import compiled
 from graph.app import create_app
 from graph.ids import to_global_id
+from graph.schema import build_schema
 from graph.settings import Settings
 from tests import factories
 from tests.conftest import StatementCounter
@@ -583,3 +584,19 @@ async def test_compiled_queries_run_on_pooled_connections_without_a_session(
             assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     finally:
         await engine.dispose()
+
+
+def test_kept_statements_are_bounded_and_share_their_text() -> None:
+    # Variables that are only parameters (here a slug) make entries, not new SQL texts.
+    schema = build_schema()._schema
+    compiler = compiled.Compiler(schema)
+    operation = compiler.lookup("query Q($slug: String!) { workspace(slug: $slug) { name } }", None)
+    assert operation is not None
+    principal = Principal(user_id=1, roles={1: Role.OWNER})
+    texts = set()
+    for n in range(compiled.MAX_RENDERED + 50):
+        sql, params = compiled.statement(schema, operation, principal, {"slug": f"s{n}"})
+        assert f"s{n}" in params
+        texts.add(id(sql))
+    assert len(operation.rendered) == compiled.MAX_RENDERED
+    assert len(operation.texts) == 1 and len(texts) == 1
