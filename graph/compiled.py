@@ -605,6 +605,55 @@ def _task_list(
     )
 
 
+def _project_by_key(r: Render, s: Selected, row: str) -> str:
+    # Keys are matched as `Workspace.project` matches them: stripped and upper-cased in Python.
+    key = r.param(str(r.arguments(s)["key"]).strip().upper(), "text")
+    p = r.alias("p")
+    return (
+        f"(SELECT {r.child(s, 'Project', p)} FROM projects {p} "
+        f"WHERE {p}.workspace_id = {row}.id AND {p}.key = {key})"
+    )
+
+
+def _workspace_labels(r: Render, s: Selected, row: str) -> str:
+    lb = r.alias("l")
+    return (
+        f"(SELECT coalesce(json_agg({r.child(s, 'Label', lb)} ORDER BY lower({lb}.name), "
+        f"{lb}.id), '[]') FROM labels {lb} WHERE {lb}.workspace_id = {row}.id)"
+    )
+
+
+def _parent_workspace(r: Render, s: Selected, row: str) -> str:
+    w = r.alias("w")
+    visible = r.rule(J.readable(f"{w}.id"))
+    return (
+        f"(SELECT {r.child(s, 'Workspace', w)} FROM workspaces {w} "
+        f"WHERE {w}.id = {row}.workspace_id AND {visible})"
+    )
+
+
+_STATUS_COUNTS = {
+    "backlog": "BACKLOG",
+    "todo": "TODO",
+    "inProgress": "IN_PROGRESS",
+    "inReview": "IN_REVIEW",
+    "done": "DONE",
+    "canceled": "CANCELED",
+}
+
+
+def _task_counts(r: Render, s: Selected, row: str) -> str:
+    tc, t = r.alias("tc"), r.alias("t")
+    counts = ", ".join(
+        f"count(*) FILTER (WHERE {t}.status = '{status}') AS \"{name}\""
+        for name, status in _STATUS_COUNTS.items()
+    )
+    return (
+        f"(SELECT {r.child(s, 'TaskCounts', tc)} FROM (SELECT {counts}, count(*) AS total "
+        f"FROM tasks {t} WHERE {t}.project_id = {row}.id) {tc})"
+    )
+
+
 def _enum(value: Any) -> str:
     # graphql-core gives the schema's enum members; their values are the names.
     return str(getattr(value, "value", value))
@@ -725,6 +774,13 @@ _FIELDS: dict[tuple[str, str], Handler] = {
     ("FieldChange", "field"): _change("field"),
     ("FieldChange", "from"): _change("from"),
     ("FieldChange", "to"): _change("to"),
+    ("Workspace", "project"): _project_by_key,
+    ("Workspace", "labels"): _workspace_labels,
+    ("Project", "workspace"): _parent_workspace,
+    ("Project", "taskCounts"): _task_counts,
+    **{("TaskCounts", name): _column(f'{{r}}."{name}"') for name in (*_STATUS_COUNTS, "total")},
+    ("Activity", "actor"): _user("actor_user_id"),
+    ("Label", "workspace"): _parent_workspace,
     ("Label", "id"): _id("Label"),
     ("Label", "name"): _column("{r}.name"),
     ("Label", "color"): _column("{r}.color"),

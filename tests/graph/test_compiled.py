@@ -113,13 +113,28 @@ class QueryMaker:
     def user(self) -> str:
         return " ".join(self.pick(USER))
 
+    def project(self) -> str:
+        parts = self.pick(PROJECT)
+        if self.rng.random() < 0.3:
+            counts = ["backlog", "todo", "inProgress", "inReview", "done", "canceled", "total"]
+            parts.append(f"taskCounts {{ {' '.join(self.pick(counts))} }}")
+        if self.rng.random() < 0.2:
+            parts.append(f"workspace {{ {' '.join(self.pick(WORKSPACE))} }}")
+        return " ".join(parts)
+
+    def label(self) -> str:
+        parts = self.pick(LABEL)
+        if self.rng.random() < 0.2:
+            parts.append("workspace { slug }")
+        return " ".join(parts)
+
     def task(self, depth: int = 0) -> str:
         parts = self.pick(TASK)
         objects = {
-            "project": lambda: " ".join(self.pick(PROJECT)),
+            "project": self.project,
             "assignee": self.user,
             "creator": self.user,
-            "labels": lambda: " ".join(self.pick(LABEL)),
+            "labels": self.label,
         }
         for name, make in objects.items():
             if self.rng.random() < 0.4:
@@ -133,6 +148,8 @@ class QueryMaker:
             activity = " ".join(self.pick(ACTIVITY))
             if self.rng.random() < 0.6:
                 activity += " changes { field from to __typename }"
+            if self.rng.random() < 0.4:
+                activity += f" actor {{ {self.user()} }}"
             parts.append(f"activity{self.first()} {{ {self.connection(activity)} }}")
         roll = self.rng.random()
         if roll < 0.2:
@@ -167,7 +184,12 @@ class QueryMaker:
             archived = self.rng.choice(["", "includeArchived: true", "includeArchived: false"])
             args = ", ".join(a for a in (archived, self.first()[1:-1]) if a)
             args = f"({args})" if args else ""
-            parts.append(f"projects{args} {{ {self.connection(' '.join(self.pick(PROJECT)))} }}")
+            parts.append(f"projects{args} {{ {self.connection(self.project)} }}")
+        if self.rng.random() < 0.3:
+            key = self.rng.choice(["ENG", " eng ", "OLD", "NOPE"])
+            parts.append(f'{self.alias("project")}(key: "{key}") {{ {self.project()} }}')
+        if self.rng.random() < 0.3:
+            parts.append(f"labels {{ {self.label()} }}")
         if self.rng.random() < 0.5:
             parts.append(self.tasks())
         return " ".join(parts)
@@ -185,7 +207,7 @@ class QueryMaker:
             kind = self.rng.choice(sorted(ids))
             body = {
                 "Task": lambda: self.task(),
-                "Project": lambda: " ".join(self.pick(PROJECT)) + " " + self.tasks(),
+                "Project": lambda: self.project() + " " + self.tasks(),
                 "Workspace": self.workspace,
                 "User": self.user,
             }[kind]()
