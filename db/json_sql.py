@@ -39,11 +39,18 @@ def day(column: str) -> str:
 
 
 def number(column: str) -> str:
-    """A float as orjson writes it: whole numbers keep a `.0` (PostgreSQL would drop it), as
-    JSON text; `::json` of it is the number."""
+    """A float as orjson writes it, as JSON text (`::json` of it is the number). PostgreSQL
+    drops the `.0` of whole numbers, zero-pads exponents and switches to them at 1e-5, where
+    orjson writes `1024.0`, `1.5e-7` and `0.00003`. (Fractions above 1e15 still differ in
+    form, not in value.)"""
+    x = column
     return (
-        f"CASE WHEN {column} = trunc({column}) AND abs({column}) < 1e16 "
-        f"THEN trunc({column})::numeric::text || '.0' ELSE {column}::text END"
+        f"CASE WHEN {x} = 0 THEN {x}::text || '.0' "
+        f"WHEN {x} = trunc({x}) AND abs({x}) < 1e16 THEN {x}::bigint::text || '.0' "
+        f"WHEN abs({x}) >= 1e-4 THEN {x}::text "
+        f"WHEN abs({x}) >= 1e-5 THEN CASE WHEN {x} < 0 THEN '-' ELSE '' END || '0.0000' || "
+        f"replace(split_part(abs({x})::text, 'e', 1), '.', '') "
+        f"ELSE regexp_replace({x}::text, 'e-0*([0-9]+)$', 'e-\\1') END"
     )
 
 

@@ -69,15 +69,16 @@ def create_app(
 
     @asynccontextmanager
     async def turn() -> AsyncIterator[None]:
-        try:
-            if gate.locked():
+        if gate.locked():
+            try:
                 await asyncio.wait_for(gate.acquire(), settings.pool_timeout)
-            else:
-                await gate.acquire()
-        except TimeoutError:
-            # The pool's own timeout then decides, as without the gate.
-            yield
-            return
+            except TimeoutError:
+                # Every connection stayed busy as long as the pool would have waited.
+                raise TimeoutError(
+                    f"No database connection came free within {settings.pool_timeout} s."
+                ) from None
+        else:
+            await gate.acquire()
         try:
             yield
         finally:
@@ -100,12 +101,8 @@ def create_app(
 
                 yield in_session
             return
-        async with turn(), raw.connection(engine) as driver:
-
-            async def on_connection(sql: str, args: list[Any]) -> Any:
-                return await raw.value_on(engine, driver, sql, args)
-
-            yield on_connection
+        async with turn(), raw.connection(engine) as pooled:
+            yield pooled.value
 
     @asynccontextmanager
     async def open_context(authorization: str | None) -> AsyncIterator[Context]:

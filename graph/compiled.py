@@ -809,9 +809,8 @@ def statement(
     """
     user_id = viewer if principal is None else principal.user_id
     given = variables or {}
-    shaped = {k: _id_type(v) if k in operation.id_variables else v for k, v in given.items()}
-    key = (principal is None, user_id is None, orjson.dumps(shaped, option=_SORTED))
-    known = operation.rendered.get(key)
+    key = _key(operation, given, principal is None, user_id is None)
+    known = operation.rendered.get(key) if key is not None else None
     if known is not None:
         sql, params = known
         return sql, [_value(n, v, principal, viewer, given) for n, v in params]
@@ -832,6 +831,8 @@ def statement(
         )
     # The principal's values are parameters, so the statement serves every principal of the
     # same kind; the values from the request's variables are kept with it.
+    if key is None:
+        return sql, r.params
     if len(operation.texts) >= MAX_RENDERED:
         operation.texts.clear()
     sql = operation.texts.setdefault(sql, sql)
@@ -852,12 +853,22 @@ _SORTED = orjson.OPT_SORT_KEYS
 _Source = str | tuple[str, str] | None
 
 
-def _id_type(value: Any) -> Any:
-    """What a statement depends on in an ID variable: the type of object it names."""
-    try:
-        return ("ID", from_global_id(value)[0]) if isinstance(value, str) else value
-    except InvalidArgument:
-        return value
+def _key(operation: Operation, given: dict[str, Any], viewer: bool, anonymous: bool) -> Any:
+    """What a rendered statement depends on: the kind of principal and the variables, ID
+    variables by the type of object they name. None when an ID variable holds no valid ID
+    (such a request is not kept: the normal path answers it)."""
+    shaped = {}
+    for name, value in given.items():
+        if name in operation.id_variables:
+            try:
+                shaped[name] = from_global_id(value)[0] if isinstance(value, str) else None
+            except InvalidArgument:
+                shaped[name] = None
+            if shaped[name] is None:
+                return None
+        else:
+            shaped[name] = value
+    return (viewer, anonymous, orjson.dumps(shaped, option=_SORTED))
 
 
 def _value(

@@ -16,7 +16,9 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+import asyncpg
 import orjson
+from graphql import GraphQLError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.exceptions import MissingQueryError
 from strawberry.http import process_result
@@ -28,7 +30,7 @@ from db import raw
 from db.access import Principal
 from graph import compiled
 from graph.context import Context
-from graph.errors import ErrorCode
+from graph.errors import ErrorCode, classify_all
 
 log = logging.getLogger(__name__)
 
@@ -105,38 +107,61 @@ class GraphQLPost:
         authorization = (
             raw_authorization.decode("latin-1") if raw_authorization is not None else None
         )
-        if operation is not None:
-            user = self.token_user(authorization)
-            if user is not None:
-                data = await self._compiled_for_user(operation, user, variables)
-                if data is not None:
-                    await _respond(send, 200, b"application/json", b'{"data":' + data + b"}")
-                    return
-        async with self.open_context(authorization) as context:
-            if operation is not None and context.auth_error is None:
-                data = await self._compiled(context, operation, variables)
-                if data is not None:
-                    await _respond(send, 200, b"application/json", b'{"data":' + data + b"}")
-                    return
-            try:
-                result = await self.schema.execute(
-                    query,
-                    variable_values=variables,
-                    context_value=context,
-                    operation_name=operation_name,
-                    allowed_operation_types=_POST_OPERATIONS,
-                    operation_extensions=extensions,
-                )
-            except CannotGetOperationTypeError as exc:
-                await _plain(send, 400, exc.as_http_error_reason())
-                return
-            except InvalidOperationTypeError as exc:
-                await _plain(send, 400, exc.as_http_error_reason("POST"))
-                return
-            except MissingQueryError:
-                await _plain(send, 400, "No GraphQL query found in the request")
-                return
-        await _respond(send, 200, b"application/json", orjson.dumps(process_result(result)))
+        response: tuple[int, bytes, bytes] | None = None
+        try:
+            if operation is not None:
+                user = self.token_user(authorization)
+                if user is not None:
+                    data = await self._compiled_for_user(operation, user, variables)
+                    if data is not None:
+                        response = (200, b"application/json", b'{"data":' + data + b"}")
+            if response is None:
+                async with self.open_context(authorization) as context:
+                    response = await self._execute(
+                        context, operation, query, variables, operation_name, extensions
+                    )
+        except Exception as exc:
+            if response is not None:
+                log.exception("closing a request's session failed after its answer")
+            else:
+                # No connection to be had (the pool timed out, the database is down): a
+                # masked error like any other fault, not an HTTP 500.
+                error = GraphQLError(str(exc), original_error=exc)
+                errors = classify_all([error], debug=getattr(self.schema, "debug", False))
+                body = {"data": None, "errors": [e.formatted for e in errors]}
+                response = (200, b"application/json", orjson.dumps(body))
+        await _respond(send, *response)
+
+    async def _execute(
+        self,
+        context: Context,
+        operation: compiled.Operation | None,
+        query: str,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        extensions: dict[str, Any] | None,
+    ) -> tuple[int, bytes, bytes]:
+        """Status, content type and body of the answer."""
+        if operation is not None and context.auth_error is None:
+            data = await self._compiled(context, operation, variables)
+            if data is not None:
+                return 200, b"application/json", b'{"data":' + data + b"}"
+        try:
+            result = await self.schema.execute(
+                query,
+                variable_values=variables,
+                context_value=context,
+                operation_name=operation_name,
+                allowed_operation_types=_POST_OPERATIONS,
+                operation_extensions=extensions,
+            )
+        except CannotGetOperationTypeError as exc:
+            return _plain(400, exc.as_http_error_reason())
+        except InvalidOperationTypeError as exc:
+            return _plain(400, exc.as_http_error_reason("POST"))
+        except MissingQueryError:
+            return _plain(400, "No GraphQL query found in the request")
+        return 200, b"application/json", orjson.dumps(process_result(result))
 
     async def _compiled(
         self, context: Context, operation: compiled.Operation, variables: dict[str, Any] | None
@@ -161,6 +186,8 @@ class GraphQLPost:
         rendered = self._render(operation, None, user, variables)
         if rendered is None:
             return None
+        # No connection to be had is the request's answer (see `__call__`), not a reason to
+        # wait for one again on the normal path.
         async with self.open_reader() as run:
             # None also when the user no longer exists: the normal path says so.
             return await _run(run, *rendered)
@@ -184,6 +211,9 @@ class GraphQLPost:
 async def _run(run: Run, sql: str, args: list[Any]) -> bytes | None:
     try:
         text = await run(sql, args)
+    except asyncpg.QueryCanceledError:
+        # statement_timeout: the normal path would only wait as long again.
+        raise
     except Exception:
         # The normal path answers the same question, and reports the fault if it shares it.
         log.exception("compiled operation failed; answered by the normal path")
@@ -242,8 +272,8 @@ async def _respond(send: Send, status: int, content_type: bytes, payload: bytes)
     await send({"type": "http.response.body", "body": payload})
 
 
-async def _plain(send: Send, status: int, text: str) -> None:
-    await _respond(send, status, b"text/plain; charset=utf-8", text.encode())
+def _plain(status: int, text: str) -> tuple[int, bytes, bytes]:
+    return status, b"text/plain; charset=utf-8", text.encode()
 
 
 async def _too_large(send: Send) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from db.access import Principal
 from db.api_keys import create_api_key
-from db.engine import make_engine
+from db.engine import PoolSettings, make_engine
 from db.models import ApiScope, Project, Role, Task
 from graph import compiled
 from graph.app import create_app
@@ -244,8 +244,9 @@ async def _world(session: AsyncSession) -> tuple[factories.World, dict[str, list
             updated_at=factories.BASE_TIME + timedelta(days=2),
         )
     )
-    # Positions as orjson writes them: 3072.0, 1536.25, 0.1.
-    for other, position in ((world.tasks[1], 1536.25), (world.tasks[2], 0.1)):
+    # Positions as orjson writes them: 3072.0, 1536.25, 0.1, 0.000030517578125, 1.5e-7.
+    positions = zip(world.tasks[1:], (1536.25, 0.1, 3.0517578125e-05, 1.5e-7), strict=True)
+    for other, position in positions:
         await session.execute(update(Task).where(Task.id == other.id).values(position=position))
     await factories.tag(session, task.id, world.labels[2].id)
     for minute in range(4):
@@ -622,3 +623,48 @@ def test_kept_statements_are_bounded_and_share_their_text() -> None:
         texts.add(id(sql))
     assert len(operation.rendered) == compiled.MAX_RENDERED
     assert len(operation.texts) == 1 and len(texts) == 1
+
+
+async def test_a_compiled_statement_cut_off_by_the_statement_timeout_is_not_run_twice(
+    committed_db: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(committed_db, PoolSettings(statement_timeout_ms=100))
+    try:
+        async with AsyncSession(engine) as session:
+            owner = await factories.user(session, "owner")
+            await session.commit()
+        app = create_app(settings, engine=engine)
+
+        def slow(*args: Any) -> tuple[str, list[Any]]:
+            return "SELECT pg_sleep(5)::text", []
+
+        monkeypatch.setattr(compiled, "statement", slow)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            with StatementCounter(engine) as counter:
+                response = await client.post(
+                    "/graphql",
+                    json={"query": "{ me { id } }"},
+                    headers={"authorization": f"Bearer {token_for(owner.id)}"},
+                )
+        assert response.status_code == 200
+        assert response.json()["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+        assert counter.statements == ["SELECT pg_sleep(5)::text"]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_kept_statement_is_not_used_for_a_variable_that_is_no_id(
+    api: Api,
+    session: AsyncSession,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    world, ids, _ = await _world(session)
+    token = token_for(world.users["owner"].id)
+    query = "query N($id: ID!) { node(id: $id) { id } }"
+    await _both(api, monkeypatch, query, token, {"id": ids["Task"][0]})
+    for bad in (["ID", "Task"], "Task", 7, "VGFzazp4"):
+        plain, fast = await _both(api, monkeypatch, query, token, {"id": bad})
+        assert fast == plain and "errors" in json.loads(plain), bad
+    assert not [r for r in caplog.records if r.name == "graph.http"], caplog.text

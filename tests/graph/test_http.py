@@ -6,13 +6,16 @@ import asyncio
 import gc
 from collections.abc import AsyncIterator
 
+import asyncpg
 import httpx
 import pytest
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from db.engine import make_engine, make_session_factory
+from db.engine import PoolSettings, make_engine, make_session_factory
 from graph.app import create_app
 from graph.http import MAX_BODY_BYTES
+from graph.ids import to_global_id
 from graph.settings import Settings
 from tests import factories
 from tests.graph.conftest import Api, _api, token_for
@@ -176,3 +179,80 @@ async def test_requests_wait_their_turn_for_the_pool_outside_it(
         {"data": {"me": None, "workspaces": {"totalCount": 0}}}
     ] * 20
     assert most == 3
+
+
+async def test_no_connection_to_be_had_is_a_masked_error_not_a_500(
+    committed_db: str, settings: Settings
+) -> None:
+    engine = make_engine(committed_db, PoolSettings(size=1, max_overflow=0, timeout=0.3))
+    try:
+        async with AsyncSession(engine) as session:
+            owner = await factories.user(session, "owner")
+            await session.commit()
+        app = create_app(
+            settings.model_copy(update={"pool_size": 1, "max_overflow": 0, "pool_timeout": 0.3}),
+            engine=engine,
+        )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            query = {"query": "{ me { id } workspaces { totalCount } }"}
+            async with engine.connect() as held:  # the pool's only connection
+                await held.execute(text("SELECT 1"))
+                for token in (None, token_for(owner.id)):
+                    headers = {"authorization": f"Bearer {token}"} if token else {}
+                    response = await client.post("/graphql", json=query, headers=headers)
+                    assert response.status_code == 200
+                    error = response.json()["errors"][0]
+                    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+                    assert error["message"] == "Internal server error"
+            # With the connection back, the same requests are answered.
+            response = await client.post(
+                "/graphql", json=query, headers={"authorization": f"Bearer {token_for(owner.id)}"}
+            )
+            assert response.json() == {
+                "data": {
+                    "me": {"id": to_global_id("User", owner.id)},
+                    "workspaces": {"totalCount": 0},
+                }
+            }
+    finally:
+        await engine.dispose()
+
+
+async def test_a_connection_the_server_ended_is_replaced_not_reused(
+    committed_db: str, settings: Settings
+) -> None:
+    # As after a PostgreSQL restart or an idle-connection timeout: the pooled connection is
+    # gone, and the request that finds out gets a new one.
+    engine = make_engine(committed_db, PoolSettings(size=1, max_overflow=0, timeout=2))
+    admin = await asyncpg.connect(
+        make_url(committed_db).set(drivername="postgresql").render_as_string(hide_password=False)
+    )
+    try:
+        async with AsyncSession(engine) as session:
+            owner = await factories.user(session, "owner")
+            await session.commit()
+        app = create_app(
+            settings.model_copy(update={"pool_size": 1, "max_overflow": 0}), engine=engine
+        )
+        transport = httpx.ASGITransport(app=app)
+        query = {"query": "{ me { id } workspaces { totalCount } }"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            for token, me in (
+                (token_for(owner.id), {"id": to_global_id("User", owner.id)}),
+                (None, None),
+            ):
+                headers = {"authorization": f"Bearer {token}"} if token else {}
+                expected = {"data": {"me": me, "workspaces": {"totalCount": 0}}}
+                first = await client.post("/graphql", json=query, headers=headers)
+                assert first.json() == expected
+                async with engine.connect() as connection:
+                    pid = await connection.scalar(text("SELECT pg_backend_pid()"))
+                assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+                for _ in range(2):
+                    response = await client.post("/graphql", json=query, headers=headers)
+                    assert response.status_code == 200
+                    assert response.json() == expected
+    finally:
+        await admin.close()
+        await engine.dispose()
