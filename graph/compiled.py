@@ -61,6 +61,8 @@ from graph.types.workspace import WORKSPACE_TASK_ORDER
 # Switched off by tests that compare the compiled path with the normal one.
 ENABLED = True
 MAX_DOCUMENTS = 1000
+# Longer documents are not compiled, so that the cache of documents stays small.
+MAX_QUERY_CHARS = 20_000
 MAX_RENDERED = 256  # per operation
 # json_build_object takes at most 100 arguments.
 MAX_KEYS = 50
@@ -108,7 +110,7 @@ class Compiler:
         self.cache: OrderedDict[tuple[str, str | None], Operation | None] = OrderedDict()
 
     def lookup(self, query: str, operation_name: str | None) -> Operation | None:
-        if not ENABLED:
+        if not ENABLED or len(query) > MAX_QUERY_CHARS:
             return None
         key = (query, operation_name)
         if key in self.cache:

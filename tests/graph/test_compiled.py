@@ -668,3 +668,13 @@ async def test_a_kept_statement_is_not_used_for_a_variable_that_is_no_id(
         plain, fast = await _both(api, monkeypatch, query, token, {"id": bad})
         assert fast == plain and "errors" in json.loads(plain), bad
     assert not [r for r in caplog.records if r.name == "graph.http"], caplog.text
+
+
+def test_documents_are_compiled_once_and_long_ones_not_at_all() -> None:
+    compiler = compiled.Compiler(build_schema()._schema)
+    query = "query { me { id } }"
+    first = compiler.lookup(query, None)
+    assert first is not None and compiler.lookup(query, None) is first
+    padded = query + " " * compiled.MAX_QUERY_CHARS
+    assert compiler.lookup(padded, None) is None
+    assert len(compiler.cache) == 1
