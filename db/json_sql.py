@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sqlalchemy import Column
+
+from db import activities, comments, projects, workspaces
+from db.errors import InvalidArgument
 from db.models import TaskPriority
+from db.pagination import SortKey
+from db.tasks import TaskOrderField, sort_keys
 
 # Python's `datetime.isoformat()` of a UTC timestamp: microseconds only when there are any.
 _ISO_US = '''YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'''
@@ -98,16 +104,19 @@ def readable(workspace_column: str) -> str:
 
 
 def user_visible(user_column: str) -> str:
-    return (
-        f"({user_column} = :me OR EXISTS (SELECT 1 FROM memberships vm "
-        f"WHERE vm.user_id = {user_column} AND vm.workspace_id = ANY(:readable)))"
-    )
+    return _self_or_member(user_column, "readable")
 
 
 def email_visible(user_column: str) -> str:
+    return _self_or_member(user_column, "member_of")
+
+
+def _self_or_member(user_column: str, workspaces: str) -> str:
+    """The user is the principal, or a member of one of the workspaces `:<workspaces>`."""
+    m = f"m_{workspaces}"
     return (
-        f"({user_column} = :me OR EXISTS (SELECT 1 FROM memberships em "
-        f"WHERE em.user_id = {user_column} AND em.workspace_id = ANY(:member_of)))"
+        f"({user_column} = :me OR EXISTS (SELECT 1 FROM memberships {m} "
+        f"WHERE {m}.user_id = {user_column} AND {m}.workspace_id = ANY(:{workspaces})))"
     )
 
 
@@ -145,34 +154,36 @@ def can_edit_tasks(workspace_column: str) -> str:
     return f"{workspace_column} = ANY(:task_editable)"
 
 
-# Sort keys of the lists, as db/workspaces.py, db/projects.py, db/comments.py,
-# db/activities.py and db/tasks.py define them.
-WORKSPACE_KEYS = (Key("slug", "{r}.slug", "str"),)
-PROJECT_KEYS = (Key("key", "{r}.key", "str"),)
-COMMENT_KEYS = (Key("created", "{r}.created_at", "datetime"), Key("id", "{r}.id", "int"))
-ACTIVITY_KEYS = (
-    Key("created", "{r}.created_at", "datetime", descending=True),
-    Key("id", "{r}.id", "int", descending=True),
-)
-TASK_ORDER = {
-    "CREATED_AT": ("{r}.created_at", "datetime"),
-    "UPDATED_AT": ("{r}.updated_at", "datetime"),
-    "PRIORITY": ("{r}.priority", "int"),
-    "NUMBER": ("{r}.number", "int"),
-    "POSITION": ("{r}.position", "float"),
-}
-
-
-def task_keys(order: Sequence[tuple[str, bool]]) -> tuple[Key, ...] | None:
-    """`db.tasks.sort_keys` for the orders SQL cursors can encode; None for others."""
-    keys = []
-    for field, descending in order:
-        if field not in TASK_ORDER or any(k.name == field for k in keys):
+def keys_of(keys: Sequence[SortKey]) -> tuple[Key, ...] | None:
+    """A list's sort keys (`db.pagination.SortKey`) on a row alias `{r}`; None when a key is not
+    a plain column, which SQL cursors are not written for."""
+    found = []
+    for key in keys:
+        if not isinstance(key.expr, Column):
             return None
-        sql, kind = TASK_ORDER[field]
-        keys.append(Key(field, sql, kind, descending))
-    keys.append(Key("ID", "{r}.id", "int", keys[-1].descending if keys else False))
-    return tuple(keys)
+        found.append(Key(key.name, f"{{r}}.{key.expr.name}", key.kind, key.descending))
+    return tuple(found)
+
+
+def task_keys(order: Sequence[tuple[TaskOrderField, bool]]) -> tuple[Key, ...] | None:
+    """`db.tasks.sort_keys` as keys; None for the orders the normal path answers."""
+    try:
+        return keys_of(sort_keys(order))
+    except InvalidArgument:
+        return None
+
+
+def _columns(keys: Sequence[SortKey]) -> tuple[Key, ...]:
+    found = keys_of(keys)
+    if found is None:
+        raise ValueError("a list sorted by an expression has no SQL cursor")
+    return found
+
+
+WORKSPACE_KEYS = _columns(workspaces.WORKSPACE_KEYS)
+PROJECT_KEYS = _columns(projects.PROJECT_KEYS)
+COMMENT_KEYS = _columns(comments.COMMENT_KEYS)
+ACTIVITY_KEYS = _columns(activities.ACTIVITY_KEYS)
 
 
 def bound(keys: Sequence[Key], alias: str) -> tuple[Key, ...]:

@@ -121,33 +121,32 @@ async def fetch(session: AsyncSession, compiled: Shape, **params: Any) -> list[R
             value = params[name]
         args.append(process(value) if process is not None and value is not None else value)
     driver = await _announced(session, compiled.sql, args)
-    try:
+    async with _guarded(session):
         return await driver.fetch(compiled.sql, *args, record_class=Row)  # type: ignore[no-any-return]
-    except _BROKEN:
-        await _discard(session)
-        raise
 
 
 async def value(session: AsyncSession, sql: str, args: Sequence[Any]) -> Any:
     """The single value of a statement written as SQL with positional parameters."""
     driver = await _announced(session, sql, args)
-    try:
+    async with _guarded(session):
         return await driver.fetchval(sql, *args)
-    except _BROKEN:
-        await _discard(session)
-        raise
-
-
-async def _discard(session: AsyncSession) -> None:
-    """Throw the session's connection away (see `_BROKEN`); SQLAlchemy does not see errors
-    of statements sent to the driver directly."""
-    session.info.pop(_DRIVER, None)
-    await (await session.connection()).invalidate()
 
 
 # Errors that mean the connection itself is gone or unusable (the server restarted, the
 # connection was killed): it is thrown away, not returned to the pool for the next request.
 _BROKEN = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+
+
+@asynccontextmanager
+async def _guarded(session: AsyncSession) -> AsyncIterator[None]:
+    """Throw the session's connection away when it is broken; SQLAlchemy does not see the
+    errors of statements sent to the driver directly."""
+    try:
+        yield
+    except _BROKEN:
+        session.info.pop(_DRIVER, None)
+        await (await session.connection()).invalidate()
+        raise
 
 
 class Pooled:

@@ -58,14 +58,19 @@ def _verified(secret_key: str, token: str) -> tuple[int, float]:
     return int(claims["sub"]), float(claims["exp"])
 
 
+def _credentials(authorization: str) -> tuple[str, str]:
+    """The scheme (lower case) and the credentials of an `Authorization` header."""
+    scheme, _, token = authorization.strip().partition(" ")
+    return scheme.lower(), token.strip()
+
+
 def token_user(authorization: str | None, *, secret_key: str) -> int | None:
     """The user of a request that carries a good access token; None for every other request
     (anonymous, API key, bad or expired credentials: `authenticate` answers those)."""
     if not authorization:
         return None
-    scheme, _, token = authorization.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token or api_keys.looks_like_api_key(token):
+    scheme, token = _credentials(authorization)
+    if scheme != "bearer" or not token or api_keys.looks_like_api_key(token):
         return None
     try:
         return user_id_from_token(secret_key, token)
@@ -80,9 +85,8 @@ async def authenticate(
     reads of the viewer need no statement of their own)."""
     if not authorization:
         return ANONYMOUS, None
-    scheme, _, token = authorization.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    scheme, token = _credentials(authorization)
+    if scheme != "bearer" or not token:
         raise Unauthenticated("Use `Authorization: Bearer <access token or API key>`.")
     if api_keys.looks_like_api_key(token):
         return await api_keys.authenticate(session, token), None

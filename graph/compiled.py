@@ -56,6 +56,7 @@ from db.models import Role
 from db.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_cursor
 from graph.ids import from_global_id
 from graph.types.project import PROJECT_TASK_ORDER
+from graph.types.task import MAX_ORDER_KEYS
 from graph.types.workspace import WORKSPACE_TASK_ORDER
 
 # Switched off by tests that compare the compiled path with the normal one.
@@ -584,8 +585,8 @@ def _task_list(
         if order_by
         else default
     )
-    keys = J.task_keys(order)
-    if keys is None or len(order) > 6:
+    keys = J.task_keys(order) if len(order) <= MAX_ORDER_KEYS else None
+    if keys is None:
         raise Fallback
 
     x = r.alias("x")

@@ -32,6 +32,7 @@ from graph.settings import Settings
 from tests import factories
 from tests.conftest import StatementCounter
 from tests.graph.conftest import Api, token_for
+from tests.graph.generated import RandomQueries
 
 USER = ["id", "name", "email", "createdAt", "__typename"]
 PROJECT = ["id", "key", "name", "description", "archivedAt", "createdAt", "updatedAt"]
@@ -60,18 +61,7 @@ WORKSPACE = ["id", "slug", "name", "createdAt", "viewerRole", "__typename"]
 PAGE_INFO = ["hasNextPage", "hasPreviousPage", "startCursor", "endCursor", "__typename"]
 
 
-class QueryMaker:
-    def __init__(self, seed: int) -> None:
-        self.rng = random.Random(seed)
-        self.fragments: list[str] = []
-        self.aliases = 0
-
-    def alias(self, name: str) -> str:
-        if self.rng.random() < 0.2:
-            self.aliases += 1
-            return f"a{self.aliases}: {name}"
-        return name
-
+class QueryMaker(RandomQueries):
     def directive(self) -> str:
         roll = self.rng.random()
         if roll < 0.05:

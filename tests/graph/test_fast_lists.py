@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import math
-import random
 from typing import Any
 
 import pytest
@@ -24,6 +23,7 @@ from graph.execution import FastListExecutionContext
 from graph.ids import to_global_id
 from tests import factories
 from tests.graph.conftest import Api, token_for
+from tests.graph.generated import RandomQueries
 
 TASK_SCALARS = [
     "id",
@@ -51,18 +51,7 @@ TASK_OBJECTS = {
 }
 
 
-class QueryMaker:
-    def __init__(self, seed: int) -> None:
-        self.rng = random.Random(seed)
-        self.fragments: list[str] = []
-        self.aliases = 0
-
-    def alias(self, name: str) -> str:
-        if self.rng.random() < 0.2:
-            self.aliases += 1
-            return f"a{self.aliases}: {name}"
-        return name
-
+class QueryMaker(RandomQueries):
     def directive(self) -> str:
         roll = self.rng.random()
         if roll < 0.1:
