@@ -7,14 +7,10 @@ ordering is refused instead of silently returning the wrong rows.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
 from typing import Any, Literal
 
-import orjson
 from sqlalchemy import (
     ColumnElement,
     Integer,
@@ -28,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import raw
+from db import raw, wire
 from db.errors import InvalidArgument
 from db.sql import in_ids
 
@@ -85,50 +81,15 @@ class Page:
 
 
 def _fingerprint(keys: Sequence[SortKey]) -> str:
-    return ",".join(f"{k.name}:{'d' if k.descending else 'a'}" for k in keys)
-
-
-def _encode_value(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return value
-
-
-def _decode_value(raw: Any, kind: KeyKind) -> Any:
-    if kind == "int" and isinstance(raw, int) and not isinstance(raw, bool):
-        return raw
-    if kind == "float" and isinstance(raw, int | float) and not isinstance(raw, bool):
-        return float(raw)
-    if kind == "str" and isinstance(raw, str):
-        return raw
-    if kind == "datetime" and isinstance(raw, str):
-        parsed = datetime.fromisoformat(raw)
-        if parsed.tzinfo is None:
-            raise ValueError("naive timestamp")
-        return parsed
-    if kind == "date" and isinstance(raw, str):
-        return date.fromisoformat(raw)
-    raise ValueError(f"expected {kind}")
+    return wire.fingerprint(keys)
 
 
 def encode_cursor(keys: Sequence[SortKey], values: Sequence[Any]) -> str:
-    payload = orjson.dumps([_fingerprint(keys), [_encode_value(v) for v in values]])
-    return base64.urlsafe_b64encode(payload).decode().rstrip("=")
+    return wire.cursor(keys, values)
 
 
 def decode_cursor(cursor: str, keys: Sequence[SortKey]) -> list[Any]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        fingerprint, raw_values = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
-        if fingerprint != _fingerprint(keys):
-            raise InvalidArgument("The cursor belongs to a different ordering of this list.")
-        if not isinstance(raw_values, list) or len(raw_values) != len(keys):
-            raise ValueError("wrong arity")
-        return [_decode_value(v, k.kind) for v, k in zip(raw_values, keys, strict=True)]
-    except InvalidArgument:
-        raise
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError, UnicodeError):
-        raise InvalidArgument(f"Invalid cursor: {cursor[:40]!r}.") from None
+    return wire.decode_cursor(cursor, keys)
 
 
 def checked_size(first: int | None, last: int | None) -> tuple[int, bool]:
@@ -145,7 +106,7 @@ def checked_size(first: int | None, last: int | None) -> tuple[int, bool]:
     return size, backwards
 
 
-def _after(keys: Sequence[SortKey], values: Sequence[Any]) -> ColumnElement[bool]:
+def after_condition(keys: Sequence[SortKey], values: Sequence[Any]) -> ColumnElement[bool]:
     """Rows strictly after `values` in the order given by `keys`."""
     if all(not k.descending for k in keys) or all(k.descending for k in keys):
         # A row comparison lets PostgreSQL walk a matching index.
@@ -162,7 +123,9 @@ def _after(keys: Sequence[SortKey], values: Sequence[Any]) -> ColumnElement[bool
 
 def _after_cursor(keys: Sequence[SortKey]) -> ColumnElement[bool]:
     """`_after` with the cursor's values as parameters `tg_c0`, `tg_c1`, ..."""
-    return _after(keys, [bindparam(f"tg_c{i}", type_=k.expr.type) for i, k in enumerate(keys)])
+    return after_condition(
+        keys, [bindparam(f"tg_c{i}", type_=k.expr.type) for i, k in enumerate(keys)]
+    )
 
 
 def _cursor_params(values: Sequence[Any] | None) -> dict[str, Any]:
@@ -173,7 +136,7 @@ def _order(keys: Sequence[SortKey]) -> list[ColumnElement[Any]]:
     return [k.expr.desc() if k.descending else k.expr.asc() for k in keys]
 
 
-def _plan(
+def plan_page(
     keys: Sequence[SortKey], args: PageArgs
 ) -> tuple[int, bool, list[SortKey], list[Any] | None]:
     size, backwards = checked_size(args.first, args.last)
@@ -204,7 +167,7 @@ async def fetch_page(
     session: AsyncSession, source: Source, keys: Sequence[SortKey], args: PageArgs, **params: Any
 ) -> Page:
     """One page of `source` ordered by `keys` (the last key must make the order total)."""
-    size, backwards, walk, values = _plan(keys, args)
+    size, backwards, walk, values = plan_page(keys, args)
     if size == 0:
         return Page([], keys, False, False)
 

@@ -111,8 +111,8 @@ async def _driver(session: AsyncSession) -> tuple[Any, asyncpg.Connection]:
     return sync_connection, driver
 
 
-async def fetch(session: AsyncSession, compiled: Shape, **params: Any) -> list[Row]:
-    """Run a compiled shape with its per-call parameters; every named parameter must be given."""
+def arguments(compiled: Shape, params: dict[str, Any]) -> list[Any]:
+    """The positional arguments of a compiled shape; every named parameter must be given."""
     args = []
     for name, value, process in zip(
         compiled.names, compiled.fixed, compiled.processors, strict=True
@@ -120,6 +120,12 @@ async def fetch(session: AsyncSession, compiled: Shape, **params: Any) -> list[R
         if name is not None:
             value = params[name]
         args.append(process(value) if process is not None and value is not None else value)
+    return args
+
+
+async def fetch(session: AsyncSession, compiled: Shape, **params: Any) -> list[Row]:
+    """Run a compiled shape with its per-call parameters; every named parameter must be given."""
+    args = arguments(compiled, params)
     driver = await _announced(session, compiled.sql, args)
     async with _guarded(session):
         return await driver.fetch(compiled.sql, *args, record_class=Row)  # type: ignore[no-any-return]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
@@ -13,7 +13,9 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Date,
+    Select,
     SmallInteger,
+    Text,
     any_,
     bindparam,
     cast,
@@ -49,7 +51,7 @@ from db.models import (
 from db.pagination import Page, PageArgs, SortKey, Source
 from db.permissions import require_task_editor
 from db.results import Problem, ProblemCode, Rejected, reject
-from db.sql import any_id, any_str, escape_like, in_ids
+from db.sql import any_id, escape_like, in_ids
 from db.validation import length
 
 T = Task.__table__
@@ -105,63 +107,139 @@ def sort_keys(order: Sequence[tuple[TaskOrderField, bool]]) -> list[SortKey]:
     return keys
 
 
-def _conditions(flt: TaskFilter | None) -> list[ColumnElement[bool]]:
-    if flt is None:
-        return []
+def check_filter(flt: TaskFilter) -> None:
     for name in ("statuses", "priorities", "assignee_ids", "label_ids", "project_ids"):
         values = getattr(flt, name)
         if values is not None and len(values) > MAX_FILTER_VALUES:
             raise InvalidArgument(f"A filter list holds at most {MAX_FILTER_VALUES} values.")
+    if flt.search is not None and len(flt.search.strip()) > MAX_SEARCH_LENGTH:
+        raise InvalidArgument(f"search is limited to {MAX_SEARCH_LENGTH} characters.")
+
+
+def _search_term(flt: TaskFilter) -> str:
+    return flt.search.strip() if flt.search is not None else ""
+
+
+def filter_shape(flt: TaskFilter | None) -> tuple[Any, ...] | None:
+    """What of a filter changes its statement's text; the values are `filter_params`."""
+    if flt is None:
+        return None
+    return (
+        flt.statuses is not None,
+        flt.priorities is not None,
+        flt.assignee_ids is not None,
+        flt.unassigned,
+        bool(flt.label_ids),
+        flt.project_ids is not None,
+        flt.due_before is not None,
+        flt.due_after is not None,
+        flt.completed,
+        bool(_search_term(flt)),
+    )
+
+
+def filter_params(flt: TaskFilter | None) -> dict[str, Any]:
+    if flt is None:
+        return {}
+    check_filter(flt)
+    params: dict[str, Any] = {}
+    if flt.statuses is not None:
+        params["f_status"] = [s.value for s in flt.statuses]
+    if flt.priorities is not None:
+        params["f_priority"] = [int(p) for p in flt.priorities]
+    if flt.assignee_ids is not None:
+        params["f_assignee"] = list(flt.assignee_ids)
+    if flt.label_ids:
+        wanted = sorted(set(flt.label_ids))
+        params["f_labels"] = wanted
+        params["f_label_count"] = len(wanted)
+    if flt.project_ids is not None:
+        params["f_project"] = list(flt.project_ids)
+    if flt.due_before is not None:
+        params["f_due_before"] = flt.due_before
+    if flt.due_after is not None:
+        params["f_due_after"] = flt.due_after
+    term = _search_term(flt)
+    if term:
+        params["f_search"] = f"%{escape_like(term)}%"
+    return params
+
+
+def _param(name: str, type_: Any) -> Any:
+    return bindparam(name, type_=type_)
+
+
+def filter_conditions(
+    flt: TaskFilter | None, param: Callable[[str, Any], Any] = _param
+) -> list[ColumnElement[bool]]:
+    """The filter's conditions on `tasks`, its values as parameters `param("f_...", type)`
+    (given by `filter_params`), so that one statement serves every filter of the same shape."""
+    if flt is None:
+        return []
+
+    ids = ARRAY(BigInteger)
     where: list[ColumnElement[bool]] = []
     if flt.statuses is not None:
-        where.append(any_str(T.c.status, [s.value for s in flt.statuses]))
+        where.append(T.c.status == any_(param("f_status", ARRAY(Text))))
     if flt.priorities is not None:
-        priorities = [int(p) for p in flt.priorities]
-        where.append(T.c.priority == any_(bindparam(None, priorities, type_=ARRAY(SmallInteger))))
-    if flt.assignee_ids is not None and flt.unassigned:
-        where.append(or_(any_id(T.c.assignee_id, flt.assignee_ids), T.c.assignee_id.is_(None)))
-    elif flt.assignee_ids is not None:
-        where.append(any_id(T.c.assignee_id, flt.assignee_ids))
+        where.append(T.c.priority == any_(param("f_priority", ARRAY(SmallInteger))))
+    if flt.assignee_ids is not None:
+        assigned = T.c.assignee_id == any_(param("f_assignee", ids))
+        where.append(or_(assigned, T.c.assignee_id.is_(None)) if flt.unassigned else assigned)
     elif flt.unassigned is not None:
         where.append(T.c.assignee_id.is_(None) if flt.unassigned else T.c.assignee_id.isnot(None))
     if flt.label_ids:
-        wanted = sorted(set(flt.label_ids))
         carrying = (
             select(TL.c.task_id)
-            .where(any_id(TL.c.label_id, wanted))
+            .where(TL.c.label_id == any_(param("f_labels", ids)))
             .group_by(TL.c.task_id)
-            .having(func.count() == len(wanted))
+            .having(func.count() == param("f_label_count", BigInteger))
         )
         where.append(T.c.id.in_(carrying))
     if flt.project_ids is not None:
-        where.append(any_id(T.c.project_id, flt.project_ids))
+        where.append(T.c.project_id == any_(param("f_project", ids)))
     if flt.due_before is not None:
-        where.append(T.c.due_date < flt.due_before)
+        where.append(T.c.due_date < param("f_due_before", Date))
     if flt.due_after is not None:
-        where.append(T.c.due_date > flt.due_after)
+        where.append(T.c.due_date > param("f_due_after", Date))
     if flt.completed is not None:
         where.append(T.c.completed_at.isnot(None) if flt.completed else T.c.completed_at.is_(None))
-    if flt.search is not None:
-        term = flt.search.strip()
-        if len(term) > MAX_SEARCH_LENGTH:
-            raise InvalidArgument(f"search is limited to {MAX_SEARCH_LENGTH} characters.")
-        if term:
-            pattern = f"%{escape_like(term)}%"
-            where.append(or_(T.c.title.ilike(pattern), T.c.description.ilike(pattern)))
+    if _search_term(flt):
+        pattern = param("f_search", Text)
+        where.append(or_(T.c.title.ilike(pattern), T.c.description.ilike(pattern)))
     return where
 
 
+def task_rows() -> Select[Any]:
+    """A task's row: its columns, and its project's key for the task key ("ENG-42")."""
+    key = select(P.c.key).where(P.c.id == T.c.project_id).scalar_subquery()
+    return select(T, key.label("project_key"))
+
+
+# Workspace-wide lists show the newest tasks first; a board lists them in their manual order.
+WORKSPACE_TASK_ORDER: tuple[tuple[TaskOrderField, bool], ...] = (("CREATED_AT", True),)
+PROJECT_TASK_ORDER: tuple[tuple[TaskOrderField, bool], ...] = (("POSITION", False),)
+MAX_ORDER_KEYS = 6
+
+
+def task_list_arguments(
+    default_order: tuple[tuple[TaskOrderField, bool], ...],
+    filter: TaskFilter | None = None,
+    order_by: Sequence[tuple[TaskOrderField, bool]] | None = None,
+) -> tuple[TaskFilter | None, tuple[tuple[TaskOrderField, bool], ...]]:
+    """A task list's filter and order (field, descending), checked as the API checks them."""
+    if order_by is not None and len(order_by) > MAX_ORDER_KEYS:
+        raise InvalidArgument(f"orderBy takes at most {MAX_ORDER_KEYS} keys.")
+    order = tuple(order_by) if order_by else default_order
+    sort_keys(order)
+    if filter is not None:
+        check_filter(filter)
+    return filter, order
+
+
 def _filtered(flt: TaskFilter | None) -> Source:
-    # The filter's values are part of the statement's shape: one compiled statement per filter.
-    # Task keys ("ENG-42") need the project's key: it comes with the rows, as `project_key`.
-    return Source(
-        ("tasks", flt),
-        lambda: (
-            select(T, P.c.key.label("project_key"))
-            .join(P, P.c.id == T.c.project_id)
-            .where(*_conditions(flt))
-        ),
-    )
+    shape = filter_shape(flt)
+    return Source(("tasks", shape), lambda: task_rows().where(*filter_conditions(flt)))
 
 
 async def task_pages(
@@ -174,7 +252,7 @@ async def task_pages(
 ) -> dict[int, Page]:
     column = T.c.workspace_id if parent == "workspace" else T.c.project_id
     return await pages_by_parent(
-        session, _filtered(flt), column, parent_ids, sort_keys(order), args
+        session, _filtered(flt), column, parent_ids, sort_keys(order), args, **filter_params(flt)
     )
 
 
@@ -185,7 +263,7 @@ async def task_counts(
     flt: TaskFilter | None,
 ) -> dict[int, int]:
     column = T.c.workspace_id if parent == "workspace" else T.c.project_id
-    return await counts_by_parent(session, _filtered(flt), column, parent_ids)
+    return await counts_by_parent(session, _filtered(flt), column, parent_ids, **filter_params(flt))
 
 
 async def tasks_by_ids(

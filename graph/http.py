@@ -218,7 +218,10 @@ async def _run(run: Run, sql: str, args: list[Any]) -> bytes | None:
         # The normal path answers the same question, and reports the fault if it shares it.
         log.exception("compiled operation failed; answered by the normal path")
         return None
-    return text.encode() if text is not None else None
+    if text is None or compiled.refused(text):
+        # A value the principal may not read: the normal path answers with its error.
+        return None
+    return text.encode()
 
 
 def _operation(

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
+from db import tasks as task_db
 from db.models import TaskStatus as DbStatus
 from graph.context import context_of
 from graph.ids import to_global_id
@@ -13,9 +14,6 @@ from graph.types.task import Task, TaskFilter, TaskOrder, task_connection
 
 if TYPE_CHECKING:
     from graph.types.workspace import Workspace
-
-# A board lists tasks in their manual order.
-PROJECT_TASK_ORDER = (("POSITION", False),)
 
 
 @strawberry.type(description="Number of tasks in a project by status.")
@@ -84,7 +82,7 @@ class Project(Node):
             self.db_id,
             filter,
             order_by,
-            PROJECT_TASK_ORDER,
+            task_db.PROJECT_TASK_ORDER,
             first,
             after,
             last,

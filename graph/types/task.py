@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 
 from db import tasks as task_db
-from db.errors import InvalidArgument
 from db.models import TaskPriority as DbPriority
 from db.models import TaskStatus as DbStatus
 from graph.context import context_of
@@ -55,6 +54,9 @@ class TaskOrderField(enum.Enum):
 class TaskOrder:
     field: TaskOrderField
     direction: OrderDirection = OrderDirection.ASC
+
+    def to_db(self) -> tuple[str, bool]:
+        return self.field.value, self.direction == OrderDirection.DESC
 
 
 @strawberry.input(
@@ -104,7 +106,6 @@ def _tuple(values: list[int] | None) -> tuple[int, ...] | None:
     return tuple(values) if values is not None else None
 
 
-MAX_ORDER_KEYS = 6
 _STATUS = {s.value: s for s in DbStatus}
 _PRIORITY = {p.value: p for p in DbPriority}
 
@@ -115,21 +116,19 @@ async def task_connection(
     parent_id: int,
     filter: TaskFilter | None,
     order_by: list[TaskOrder] | None,
-    default_order: tuple[tuple[str, bool], ...],
+    default_order: tuple[tuple[task_db.TaskOrderField, bool], ...],
     first: int | None,
     after: str | None,
     last: int | None,
     before: str | None,
 ) -> Connection[Task]:
     ctx = context_of(info)
-    if order_by is not None and len(order_by) > MAX_ORDER_KEYS:
-        raise InvalidArgument(f"orderBy takes at most {MAX_ORDER_KEYS} keys.")
-    order = (
-        tuple((o.field.value, o.direction == OrderDirection.DESC) for o in order_by)
-        if order_by
-        else default_order
+    # The same checks and defaults as the compiled path's (db.read_types).
+    flt, order = task_db.task_list_arguments(
+        default_order,
+        filter.to_db() if filter is not None else None,
+        [o.to_db() for o in order_by] if order_by is not None else None,  # type: ignore[misc]
     )
-    flt = filter.to_db() if filter is not None else None
     args = page_args(first, after, last, before)
     page = await ctx.loaders.task_pages(parent, flt, order, args).load(parent_id)
 

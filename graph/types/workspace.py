@@ -5,6 +5,7 @@ from typing import Any
 
 import strawberry
 
+from db import tasks as task_db
 from db.errors import Forbidden
 from db.models import Role as DbRole
 from graph.context import context_of
@@ -15,9 +16,6 @@ from graph.types.label import Label
 from graph.types.project import Project
 from graph.types.task import Task, TaskFilter, TaskOrder, task_connection
 from graph.types.user import User
-
-# Workspace-wide lists show the newest tasks first.
-WORKSPACE_TASK_ORDER = (("CREATED_AT", True),)
 
 
 @strawberry.type
@@ -116,7 +114,7 @@ class Workspace(Node):
             self.db_id,
             filter,
             order_by,
-            WORKSPACE_TASK_ORDER,
+            task_db.WORKSPACE_TASK_ORDER,
             first,
             after,
             last,

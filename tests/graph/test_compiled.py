@@ -361,22 +361,18 @@ async def test_the_compiled_answers_carry_the_awkward_values_exactly(
         ("query { workspaces(first: -1) { nodes { id } } }", None),
         ('query { workspaces(after: "bad") { nodes { id } } }', None),
         ("query($n: Int) { workspaces(first: $n) { nodes { id } } }", {"n": "x"}),
-        ("query($yes: Boolean!) { me @include(if: $yes) { id } }", {"yes": True}),
-        ('query { node(id: "TGFiZWw6MQ") { id } }', None),
         ('query($s: String = "acme") { workspace(slug: $s) { id } }', {"s": None}),
         ("query { me { id } } query Other { me { name } }", None),
         ("{ __schema { queryType { name } } }", None),
-        (
-            "query { workspaces { nodes { tasks(orderBy: [{field: DUE_DATE}]) { totalCount } } } }",
-            None,
-        ),
-        (
-            "query { workspaces { nodes { tasks(filter: {completed: true}) { nodes { id } } } } }",
-            None,
-        ),
-        ("query { workspaces { nodes { tasks(last: 2) { nodes { id } } } } }", None),
         ("query { me { id", None),
         ("mutation { signOut { ok } }", None),
+        ("query { workspaces { nodes { tasks(first: 1, last: 1) { nodes { id } } } } }", None),
+        ('query { workspaces { nodes { tasks(last: 1, after: "x") { nodes { id } } } } }', None),
+        (
+            'query { workspaces { nodes { tasks(filter: {search: "%s"}) { totalCount } } } }'
+            % ("x" * 201),
+            None,
+        ),
     ],
 )
 async def test_what_the_compiler_cannot_answer_goes_to_the_normal_path(
@@ -392,6 +388,57 @@ async def test_what_the_compiler_cannot_answer_goes_to_the_normal_path(
     plain, fast = await _both(api, monkeypatch, query, token, variables)
     assert fast == plain
     assert not used
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        ("query($yes: Boolean!) { me @include(if: $yes) { id } }", {"yes": True}),
+        ("query($no: Boolean!) { me { id name @skip(if: $no) } }", {"no": True}),
+        ('query { node(id: "TGFiZWw6MQ") { id } }', None),
+        ('query { nodes(ids: ["TGFiZWw6MQ", "VGFzazox"]) { id __typename } }', None),
+        (
+            "query { workspaces { nodes { tasks(orderBy: [{field: DUE_DATE}]) { totalCount } } } }",
+            None,
+        ),
+        (
+            "query { workspaces { nodes { tasks(filter: {completed: true}) { nodes { id } } } } }",
+            None,
+        ),
+        ("query { workspaces { nodes { tasks(last: 2) { nodes { id } } } } }", None),
+        ("query { workspaces { nodes { members { nodes { role user { name } } } } } }", None),
+    ],
+)
+async def test_shapes_the_compiler_learned_are_compiled(
+    api: Api,
+    session: AsyncSession,
+    monkeypatch: pytest.MonkeyPatch,
+    used: list[str],
+    query: str,
+    variables: Any,
+) -> None:
+    world = await factories.world(session)
+    token = token_for(world.users["member"].id)
+    plain, fast = await _both(api, monkeypatch, query, token, variables)
+    assert "errors" not in json.loads(plain)
+    assert _same(fast) == _same(plain)
+    assert used
+
+
+async def test_api_keys_refused_in_the_statement_are_answered_by_the_resolvers(
+    api: Api, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # FORBIDDEN for a member, listed for an owner: the statement cannot know in advance which
+    # workspaces it meets, so it marks the refusal and the resolvers answer with the error.
+    world = await factories.world(session)
+    query = "query { workspaces { nodes { slug apiKeys { name } } } }"
+    for who, refused in (("member", True), ("owner", False)):
+        plain, fast = await _both(api, monkeypatch, query, token_for(world.users[who].id))
+        assert _same(fast) == _same(plain)
+        errors = json.loads(plain).get("errors", [])
+        assert bool(errors) is refused
+        if refused:
+            assert errors[0]["extensions"]["code"] == "FORBIDDEN"
 
 
 @pytest.mark.parametrize("credential", ["access token", "API key"])
@@ -599,20 +646,30 @@ async def test_compiled_queries_run_on_pooled_connections_without_a_session(
         await engine.dispose()
 
 
-def test_kept_statements_are_bounded_and_share_their_text() -> None:
-    # Variables that are only parameters (here a slug) make entries, not new SQL texts.
+def test_kept_statements_are_bounded_and_shared_by_parameters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Variables that are only parameters (a slug, a cursor) share one statement; those that
+    # change it (a page size) make one each, up to a bound.
     schema = build_schema()._schema
     compiler = compiled.Compiler(schema)
-    operation = compiler.lookup("query Q($slug: String!) { workspace(slug: $slug) { name } }", None)
+    operation = compiler.lookup(
+        "query Q($slug: String!, $n: Int) { workspace(slug: $slug) { projects(first: $n) "
+        "{ nodes { name } } } }",
+        None,
+    )
     assert operation is not None
     principal = Principal(user_id=1, roles={1: Role.OWNER})
     texts = set()
-    for n in range(compiled.MAX_RENDERED + 50):
-        sql, params = compiled.statement(schema, operation, principal, {"slug": f"s{n}"})
+    for n in range(50):
+        sql, params = compiled.statement(schema, operation, principal, {"slug": f"s{n}", "n": 5})
         assert f"s{n}" in params
-        texts.add(id(sql))
-    assert len(operation.rendered) == compiled.MAX_RENDERED
-    assert len(operation.texts) == 1 and len(texts) == 1
+        texts.add(sql)
+    assert len(texts) == 1
+    monkeypatch.setattr(compiled, "MAX_RENDERED", 10)
+    for n in range(30):
+        compiled.statement(schema, operation, principal, {"slug": "s", "n": n})
+    assert len(operation.rendered) == 10
 
 
 async def test_a_compiled_statement_cut_off_by_the_statement_timeout_is_not_run_twice(

@@ -1,0 +1,146 @@
+"""The read side of each node type, described once: the data both read paths are made from.
+
+A `NodeType` says where its rows come from (`source`: a statement whose columns are the row),
+which principals may see a row (`visible`), and for each field of the API type, under the
+field's Python name, how its value is read:
+
+- `Value`: an SQL expression of the row's columns (and the principal), already in the form the
+  response writes it (`db.wire`);
+- `One`: one row of another type (or null), `Many`: a plain list of rows, `Listing`: a paged,
+  ordered list with cursors and a total (a connection); each with the statement of its rows for
+  a parent row.
+
+`db.json_statement` builds from these the one statement that answers a whole query in
+PostgreSQL. Fields that take arguments name an `Arguments`: how the API's argument values become
+the field's own (`convert`, shared with the resolvers), what of them changes the statement's
+text (`shape`) and which are parameters (`params`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Select
+
+from db.access import PrincipalSQL
+from db.pagination import PageArgs, SortKey
+from db.wire import Sql
+
+# The `.c` of a row source: its columns by name.
+Columns = Any
+# A parameter of the statement, by its name within the field (made unique per field use).
+Param = Callable[[str, Any], Sql]
+
+
+def _no_shape(args: Any) -> Hashable:
+    return None
+
+
+def _no_params(args: Any) -> Mapping[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True, slots=True)
+class Arguments:
+    """A field's arguments: `convert` takes the API's values as Python keywords (IDs decoded
+    where the field expects ids) and raises `InvalidArgument` where the API answers an error."""
+
+    convert: Callable[..., Any]
+    shape: Callable[[Any], Hashable] = _no_shape
+    params: Callable[[Any], Mapping[str, Any]] = _no_params
+
+
+@dataclass(frozen=True, slots=True)
+class ListArgs:
+    """The arguments of a `Listing`: the page, and the rest (filter, order, ...)."""
+
+    page: PageArgs
+    rest: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    sql: Callable[[Columns, PrincipalSQL], Sql]
+
+
+@dataclass(frozen=True, slots=True)
+class One:
+    target: str
+    # The target's rows for a parent row (at most one is used).
+    rows: Callable[[Columns, PrincipalSQL, Any, Param], Select[Any]]
+    arguments: Arguments | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Many:
+    target: str
+    rows: Callable[[Columns, PrincipalSQL, Any, Param], Select[Any]]
+    # The order of the list, over the rows' columns.
+    order: Callable[[Columns], Sequence[Sql]]
+    arguments: Arguments | None = None
+    # When the principal may not read the list of this parent, the resolvers answer (an error).
+    refused: Callable[[Columns, PrincipalSQL], Sql] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A connection: `rows` is the whole list for a parent, `keys` its total order."""
+
+    target: str
+    rows: Callable[[Columns, PrincipalSQL, Any, Param], Select[Any]]
+    keys: Callable[[Any], Sequence[SortKey]]
+    arguments: Arguments
+
+
+@dataclass(frozen=True, slots=True)
+class ById:
+    """`node(id:)` (or `nodes(ids:)` when `many`): rows of any node type by their ids, each
+    visible to the principal or null. The arguments are (type name, id) pairs."""
+
+    many: bool = False
+
+
+Field = Value | One | Many | Listing | ById
+
+
+@dataclass(frozen=True, slots=True)
+class NodeType:
+    name: str
+    source: Callable[[], Select[Any]] | None
+    fields: Mapping[str, Field] = field(default_factory=dict)
+    # Whether the principal may see a row reached by id (`node`, `nodes`); None: always.
+    visible: Callable[[Columns, PrincipalSQL], Sql] | None = None
+
+
+def value(column: str, write: Callable[[Sql], Sql] | None = None) -> Value:
+    """A column, optionally written through a `db.wire` format."""
+    if write is None:
+        return Value(lambda c, p: c[column])
+    return Value(lambda c, p: write(c[column]))
+
+
+def source_of(node: NodeType) -> Select[Any]:
+    if node.source is None:
+        raise ValueError(f"{node.name} has no rows of its own")
+    return node.source()
+
+
+def page_arguments(rest: Callable[..., Any] | None = None, **kinds: Any) -> Arguments:
+    """The arguments of a plain connection: `first`, `after`, `last`, `before`."""
+
+    def convert(
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        **others: Any,
+    ) -> ListArgs:
+        return ListArgs(PageArgs(first, after, last, before), rest(**others) if rest else None)
+
+    return Arguments(convert, **kinds)
+
+
+def sort_keys_of(keys: Sequence[SortKey]) -> Callable[[Any], Sequence[SortKey]]:
+    return lambda rest: keys
