@@ -17,7 +17,7 @@ from datetime import date, datetime
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import JSON, BigInteger, Text, case, cast, func, literal_column
+from sqlalchemy import JSON, BigInteger, Date, Text, case, cast, func, literal_column
 from sqlalchemy.sql.elements import ColumnElement
 
 from db.errors import InvalidArgument
@@ -101,11 +101,15 @@ def day(value: date) -> str:
 
 
 def day_sql(value: Sql) -> Sql:
-    # asyncpg reads PostgreSQL's 'infinity' as date.max, whose isoformat is 9999-12-31;
-    # to_char gives NULL for it.
+    # asyncpg reads PostgreSQL's 'infinity' as date.max and '-infinity' as date.min, whose
+    # isoformats are 9999-12-31 and 0001-01-01; to_char gives NULL for them.
+    infinite = case(
+        (value > cast(sql_string("epoch"), Date), sql_string("9999-12-31")),
+        else_=sql_string("0001-01-01"),
+    )
     return case(
         (func.isfinite(value), func.to_char(value, sql_string("YYYY-MM-DD"))),
-        else_=case((value.isnot(None), sql_string("9999-12-31"))),
+        (value.isnot(None), infinite),
     )
 
 
