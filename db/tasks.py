@@ -212,8 +212,10 @@ def filter_conditions(
 
 def task_rows() -> Select[Any]:
     """A task's row: its columns, and its project's key for the task key ("ENG-42")."""
-    key = select(P.c.key).where(P.c.id == T.c.project_id).scalar_subquery()
-    return select(T, key.label("project_key"))
+    # An outer join on the project's primary key: PostgreSQL leaves it out where nothing of the
+    # project is used (a count), and joins once rather than looking the key up per row.
+    joined = T.outerjoin(P, P.c.id == T.c.project_id)
+    return select(T, P.c.key.label("project_key")).select_from(joined)
 
 
 # Workspace-wide lists show the newest tasks first; a board lists them in their manual order.
