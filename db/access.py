@@ -93,14 +93,14 @@ ANONYMOUS = Principal()
 
 @dataclass(frozen=True, slots=True)
 class Viewer:
-    """The signed-in user as they see themselves, shaped like a row of `users_by_ids`."""
+    """The signed-in user as they see themselves, shaped like a loader's row of a User
+    (`db.read_types.rows_by_ids`)."""
 
     id: int
     name: str
     email: str
     created_at: datetime
     visible: bool = True
-    email_visible: bool = True
 
 
 def _signed_in() -> Any:

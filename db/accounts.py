@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,9 +12,8 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import (
-    BigInteger,
-    ColumnElement,
-    bindparam,
+    any_,
+    case,
     exists,
     func,
     insert,
@@ -24,11 +22,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import raw, validation
-from db.access import Principal
+from db import validation
+from db.access import PrincipalSQL
+from db.descriptions import NodeType, Value, global_id, timestamp, value
 from db.models import Membership, RefreshToken, User
 from db.results import Problem, ProblemCode, Rejected, reject
-from db.sql import in_ids
 
 U = User.__table__
 M = Membership.__table__
@@ -66,54 +64,6 @@ def check_email(email: str, *field: str) -> list[Problem]:
 
 def check_name(name: str, *field: str) -> list[Problem]:
     return validation.length(name, field, minimum=1, maximum=100, label="Name")
-
-
-async def users_by_ids(
-    session: AsyncSession, principal: Principal, ids: Sequence[int]
-) -> dict[int, Any]:
-    """Users with two flags.
-
-    `visible`: the principal may look the user up by id (self, or a member of a workspace the
-    principal can read). `email_visible`: the e-mail is shown to the user and to members of a
-    workspace the user belongs to; an API key is no member, so it never sees e-mails.
-    """
-    return await raw.by_id(
-        session,
-        "users_by_ids",
-        _users_by_ids,
-        ids=list(ids),
-        readable=principal.readable_workspace_ids,
-        **visibility_params(principal),
-    )
-
-
-def visibility_params(principal: Principal) -> dict[str, Any]:
-    """The parameters of `email_visible`."""
-    return {
-        "me": principal.user_id if principal.user_id is not None else -1,
-        "member_of": list(principal.roles),
-    }
-
-
-def email_visible() -> ColumnElement[bool]:
-    """Whether the principal sees a user's e-mail: it is the user, or a member of a workspace
-    the user belongs to (parameters from `visibility_params`)."""
-    is_self = U.c.id == bindparam("me", type_=BigInteger)
-    co_member = exists().where(M.c.user_id == U.c.id, in_ids(M.c.workspace_id, "member_of"))
-    return is_self | co_member
-
-
-def _users_by_ids() -> Any:
-    is_self = U.c.id == bindparam("me", type_=BigInteger)
-    in_readable = exists().where(M.c.user_id == U.c.id, in_ids(M.c.workspace_id, "readable"))
-    return select(
-        U.c.id,
-        U.c.name,
-        U.c.email,
-        U.c.created_at,
-        (is_self | in_readable).label("visible"),
-        email_visible().label("email_visible"),
-    ).where(in_ids(U.c.id, "ids"))
 
 
 async def sign_up(session: AsyncSession, email: str, name: str, password: str) -> Any:
@@ -262,3 +212,34 @@ async def revoke_refresh_token(session: AsyncSession, token: str) -> None:
 
 async def user_by_id(session: AsyncSession, user_id: int) -> Any | None:
     return (await session.execute(select(U).where(U.c.id == user_id))).first()
+
+
+# ---------------------------------------------------------------- read description
+
+
+def self_or_member(user_id: Any, me: Any, workspace_ids: Any) -> Any:
+    """The user is the principal, or a member of one of `workspace_ids`."""
+    member = exists().where(M.c.user_id == user_id, M.c.workspace_id == any_(workspace_ids))
+    return (user_id == me) | member
+
+
+def _email(c: Any, p: PrincipalSQL) -> Any:
+    # Shown to the user and to members of a workspace the user belongs to; an API key is no
+    # member, so it never sees e-mails.
+    return case((self_or_member(c.id, p.me, p.member_of), c.email))
+
+
+USER = NodeType(
+    "User",
+    lambda: select(U.c.id, U.c.name, U.c.email, U.c.created_at),
+    {
+        "id": global_id("User"),
+        "name": value("name"),
+        "email": Value(_email, loaded=True),
+        "created_at": timestamp("created_at"),
+    },
+    # Looked up by id: self, or a member of a workspace the principal can read. Reached as an
+    # author, assignee or actor: always.
+    visible=lambda c, p: self_or_member(c.id, p.me, p.readable),
+    lookup_only=True,
+)

@@ -6,15 +6,15 @@ import enum
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import any_, column, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import raw
-from db.access import Principal
+from db import wire
+from db.access import Principal, PrincipalSQL
+from db.descriptions import Columns, Many, NodeType, One, Param, global_id, timestamp, value
 from db.lists import counts_by_parent, pages_by_parent
 from db.models import Activity, ActivityKind
 from db.pagination import Page, PageArgs, SortKey, Source
-from db.sql import in_ids
 
 A = Activity.__table__
 
@@ -34,18 +34,6 @@ async def activity_pages(
 
 async def activity_counts(session: AsyncSession, task_ids: Sequence[int]) -> dict[int, int]:
     return await counts_by_parent(session, _ALL, A.c.task_id, task_ids)
-
-
-async def activities_by_ids(
-    session: AsyncSession, principal: Principal, ids: Sequence[int]
-) -> dict[int, Any]:
-    return await raw.by_id(
-        session,
-        "activities_by_ids",
-        lambda: select(A).where(in_ids(A.c.id, "ids"), in_ids(A.c.workspace_id, "readable")),
-        ids=list(ids),
-        readable=principal.readable_workspace_ids,
-    )
 
 
 def change(field: str, before: object, after: object) -> dict[str, str | None]:
@@ -111,3 +99,54 @@ async def record_for(
         kind=kind,
         changes=changes,
     )
+
+
+# ---------------------------------------------------------------- read description
+
+
+def _changes(parent: Columns, p: PrincipalSQL, args: Any, param: Param) -> Any:
+    entries = (
+        func.jsonb_array_elements(parent.changes)
+        .table_valued(column("value"), with_ordinality="n")
+        .render_derived()
+    )
+    entry = entries.c.value
+    return select(
+        *(entry.op("->>")(wire.sql_string(key)).label(key) for key in ("field", "from", "to")),
+        entries.c.n,
+    ).select_from(entries)
+
+
+FIELD_CHANGE = NodeType(
+    "FieldChange", None, {"field": value("field"), "from_": value("from"), "to": value("to")}
+)
+
+ACTIVITY = NodeType(
+    "Activity",
+    lambda: select(A),
+    {
+        "id": global_id("Activity"),
+        "kind": value("kind"),
+        "task_key": value("task_key"),
+        "created_at": timestamp("created_at"),
+        "changes": Many("FieldChange", lambda c: (c.n,), rows=_changes),
+        "actor": One("User", lambda u, parent, p, args, param: [u.id == parent.actor_user_id]),
+        # The key that acted, for the workspace's admins (the API key's own visibility).
+        "api_key": One(
+            "ApiKey",
+            lambda k, parent, p, args, param: [
+                k.id == parent.actor_api_key_id,
+                k.workspace_id == any_(p.manageable),
+            ],
+        ),
+        # Null once the task has been deleted.
+        "task": One(
+            "Task",
+            lambda t, parent, p, args, param: [
+                t.id == parent.task_id,
+                t.workspace_id == any_(p.readable),
+            ],
+        ),
+    },
+    visible=lambda c, p: c.workspace_id == any_(p.readable),
+)

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import any_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import raw
 from db.access import Principal
+from db.descriptions import NodeType, One, Value, global_id, timestamp, value
 from db.errors import Unauthenticated
 from db.models import ApiKey, ApiScope
 from db.results import ProblemCode, reject
@@ -162,10 +163,21 @@ async def keys_by_workspace(
     return keys
 
 
-async def keys_by_ids(
-    session: AsyncSession, principal: Principal, ids: Sequence[int]
-) -> dict[int, Any]:
-    """Keys by id, for workspace admins only (others must not learn about keys)."""
-    managed = [w for w in principal.readable_workspace_ids if principal.can_manage(w)]
-    stmt = select(K).where(any_id(K.c.id, ids), any_id(K.c.workspace_id, managed))
-    return {row.id: row for row in (await session.execute(stmt)).all()}
+# ---------------------------------------------------------------- read description
+
+API_KEY = NodeType(
+    "ApiKey",
+    lambda: select(K),
+    {
+        "id": global_id("ApiKey"),
+        "name": value("name"),
+        "prefix": value("prefix"),
+        "scopes": Value(lambda c, p: c.scopes, func.to_json),
+        "created_at": timestamp("created_at"),
+        "last_used_at": timestamp("last_used_at"),
+        "revoked_at": timestamp("revoked_at"),
+        "created_by": One("User", lambda u, parent, p, args, param: [u.id == parent.created_by_id]),
+    },
+    # Workspace admins only: others must not learn about keys.
+    visible=lambda c, p: c.workspace_id == any_(p.manageable),
+)

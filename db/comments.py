@@ -5,17 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import any_, delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import accounts, activities, raw, validation
-from db.access import Principal
+from db import accounts, activities, validation
+from db.access import PRINCIPAL_PARAMS, Principal, principal_params
+from db.descriptions import NodeType, One, global_id, timestamp, value
 from db.lists import counts_by_parent, pages_by_parent
 from db.models import ActivityKind, Comment, Project, Task, User
 from db.pagination import Page, PageArgs, SortKey, Source
 from db.permissions import require_task_editor
 from db.results import Problem, ProblemCode, Rejected, reject
-from db.sql import in_ids
 
 C = Comment.__table__
 U = User.__table__
@@ -33,9 +33,8 @@ def _with_authors() -> Any:
     return select(
         C,
         U.c.name.label("author_name"),
-        U.c.email.label("author_email"),
         U.c.created_at.label("author_created_at"),
-        accounts.email_visible().label("author_email_visible"),
+        accounts.USER.fields["email"].sql(U.c, PRINCIPAL_PARAMS).label("author_email"),
     ).join(U, U.c.id == C.c.author_id)
 
 
@@ -52,28 +51,12 @@ async def comment_pages(
         task_ids,
         COMMENT_KEYS,
         args,
-        **accounts.visibility_params(principal),
+        **principal_params(principal),
     )
 
 
 async def comment_counts(session: AsyncSession, task_ids: Sequence[int]) -> dict[int, int]:
     return await counts_by_parent(session, _ALL, C.c.task_id, task_ids)
-
-
-async def comments_by_ids(
-    session: AsyncSession, principal: Principal, ids: Sequence[int]
-) -> dict[int, Any]:
-    return await raw.by_id(
-        session,
-        "comments_by_ids",
-        lambda: (
-            select(C)
-            .join(T, T.c.id == C.c.task_id)
-            .where(in_ids(C.c.id, "ids"), in_ids(T.c.workspace_id, "readable"))
-        ),
-        ids=list(ids),
-        readable=principal.readable_workspace_ids,
-    )
 
 
 # Commands. Members (and WRITE keys) comment; authors edit their own comments; authors and
@@ -184,3 +167,26 @@ async def delete_comment(session: AsyncSession, principal: Principal, comment_id
     await session.execute(delete(C).where(C.c.id == comment_id))
     await _record(session, principal, task, ActivityKind.COMMENT_DELETED, row.body, None)
     return row
+
+
+# ---------------------------------------------------------------- read description
+
+COMMENT = NodeType(
+    "Comment",
+    lambda: select(C),
+    {
+        "id": global_id("Comment"),
+        "body": value("body"),
+        "created_at": timestamp("created_at"),
+        "updated_at": timestamp("updated_at"),
+        "author": One("User", lambda u, parent, p, args, param: [u.id == parent.author_id]),
+        "task": One(
+            "Task",
+            lambda t, parent, p, args, param: [
+                t.id == parent.task_id,
+                t.workspace_id == any_(p.readable),
+            ],
+        ),
+    },
+    visible=lambda c, p: exists().where(T.c.id == c.task_id, T.c.workspace_id == any_(p.readable)),
+)

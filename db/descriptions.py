@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import Select
 
+from db import wire
 from db.access import PrincipalSQL
 from db.pagination import PageArgs, SortKey
 from db.wire import Sql
@@ -62,23 +63,40 @@ class ListArgs:
 
 @dataclass(frozen=True, slots=True)
 class Value:
+    """A value of the row: `sql` as the database holds it (what the loaders' rows carry), and
+    `write`, the `db.wire` format in which the response writes it (None: as it is)."""
+
     sql: Callable[[Columns, PrincipalSQL], Sql]
+    write: Callable[[Sql], Sql] | None = None
+    # Carried by the loaders' rows under the field's name (values that need the principal).
+    loaded: bool = False
+
+    def json(self, c: Columns, p: PrincipalSQL) -> Sql:
+        value = self.sql(c, p)
+        return self.write(value) if self.write is not None else value
+
+
+# The conditions on the target's rows (`target`: its source's columns) for a parent row.
+Where = Callable[[Columns, Columns, PrincipalSQL, Any, Param], Sequence[Sql]]
+# The target's rows for a parent row, where they are not the target's source filtered.
+Rows = Callable[[Columns, PrincipalSQL, Any, Param], Select[Any]]
 
 
 @dataclass(frozen=True, slots=True)
 class One:
     target: str
-    # The target's rows for a parent row (at most one is used).
-    rows: Callable[[Columns, PrincipalSQL, Any, Param], Select[Any]]
+    where: Where | None = None
+    rows: Rows | None = None
     arguments: Arguments | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Many:
     target: str
-    rows: Callable[[Columns, PrincipalSQL, Any, Param], Select[Any]]
     # The order of the list, over the rows' columns.
     order: Callable[[Columns], Sequence[Sql]]
+    where: Where | None = None
+    rows: Rows | None = None
     arguments: Arguments | None = None
     # When the principal may not read the list of this parent, the resolvers answer (an error).
     refused: Callable[[Columns, PrincipalSQL], Sql] | None = None
@@ -86,12 +104,13 @@ class Many:
 
 @dataclass(frozen=True, slots=True)
 class Listing:
-    """A connection: `rows` is the whole list for a parent, `keys` its total order."""
+    """A connection: the whole list for a parent (`where` or `rows`), `keys` its total order."""
 
     target: str
-    rows: Callable[[Columns, PrincipalSQL, Any, Param], Select[Any]]
     keys: Callable[[Any], Sequence[SortKey]]
     arguments: Arguments
+    where: Where | None = None
+    rows: Rows | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,15 +129,25 @@ class NodeType:
     name: str
     source: Callable[[], Select[Any]] | None
     fields: Mapping[str, Field] = field(default_factory=dict)
-    # Whether the principal may see a row reached by id (`node`, `nodes`); None: always.
+    # Whether the principal may see a row; None: always. Rows it may not see are not read,
+    # except with `lookup_only`: then only lookups by id (`node`, `nodes`) skip them, and the
+    # loaders' rows carry the rule as `visible` (a comment's author who has left the workspace
+    # is still shown as the author).
     visible: Callable[[Columns, PrincipalSQL], Sql] | None = None
+    lookup_only: bool = False
 
 
 def value(column: str, write: Callable[[Sql], Sql] | None = None) -> Value:
     """A column, optionally written through a `db.wire` format."""
-    if write is None:
-        return Value(lambda c, p: c[column])
-    return Value(lambda c, p: write(c[column]))
+    return Value(lambda c, p: c[column], write)
+
+
+def global_id(type_name: str) -> Value:
+    return Value(lambda c, p: c.id, lambda v: wire.global_id_sql(type_name, v))
+
+
+def timestamp(column: str) -> Value:
+    return value(column, wire.timestamp_sql)
 
 
 def source_of(node: NodeType) -> Select[Any]:

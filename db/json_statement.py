@@ -162,10 +162,10 @@ class _Builder:
         p = self.principal
         args = self.args[pick.site] if pick.site is not None else None
         if isinstance(described, Value):
-            return described.sql(c, p)
+            return described.json(c, p)
         if isinstance(described, ById):
             return self.by_id(described, pick)
-        rows = described.rows(c, p, args, self.param(pick.site))
+        rows = self.rows(described, c, args, self.param(pick.site))
         if row is not None:
             rows = rows.correlate(row)
         if isinstance(described, One):
@@ -190,6 +190,16 @@ class _Builder:
             return case((described.refused(c, p), REFUSED), else_=listed)
         assert isinstance(described, Listing)
         return self.connection(described, pick, rows, args)
+
+    def rows(self, described: One | Many | Listing, c: Any, args: Any, param: Any) -> Select[Any]:
+        """The rows of a relationship or list for the parent row `c`."""
+        if described.rows is not None:
+            return described.rows(c, self.principal, args, param)
+        assert described.where is not None
+        source = self.types[described.target].source
+        assert source is not None
+        rows = source()
+        return rows.where(*described.where(rows.selected_columns, c, self.principal, args, param))
 
     @staticmethod
     def _only(pick: Pick) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, literal_column, select, update
+from sqlalchemy import any_, delete, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import activities, raw, validation
 from db.access import Principal
+from db.descriptions import NodeType, One, global_id, value
 from db.models import ActivityKind, Label, Project, Task, TaskLabel
 from db.permissions import require_admin
 from db.results import Problem, ProblemCode, Rejected, reject
@@ -40,18 +41,6 @@ async def labels_by_workspace(
     ):
         labels[row.workspace_id].append(row)
     return labels
-
-
-async def labels_by_ids(
-    session: AsyncSession, principal: Principal, ids: Sequence[int]
-) -> dict[int, Any]:
-    return await raw.by_id(
-        session,
-        "labels_by_ids",
-        lambda: select(L).where(in_ids(L.c.id, "ids"), in_ids(L.c.workspace_id, "readable")),
-        ids=list(ids),
-        readable=principal.readable_workspace_ids,
-    )
 
 
 # Commands. Labels are managed by workspace admins.
@@ -180,3 +169,20 @@ async def delete_label(session: AsyncSession, principal: Principal, label_id: in
             [activities.change("labels", task.before, task.after)],
         )
     return row
+
+
+# ---------------------------------------------------------------- read description
+
+LABEL = NodeType(
+    "Label",
+    lambda: select(L),
+    {
+        "id": global_id("Label"),
+        "name": value("name"),
+        "color": value("color"),
+        "workspace": One(
+            "Workspace", lambda w, parent, p, args, param: [w.id == parent.workspace_id]
+        ),
+    },
+    visible=lambda c, p: c.workspace_id == any_(p.readable),
+)

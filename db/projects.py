@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import any_, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import raw, validation
-from db.access import Principal
+from db import raw, tasks, validation, wire
+from db.access import Principal, PrincipalSQL
+from db.descriptions import Columns, NodeType, One, Param, global_id, timestamp, value
 from db.lists import counts_by_parent, pages_by_parent
 from db.models import Project, Task, TaskStatus
 from db.pagination import Page, PageArgs, SortKey, Source
@@ -28,22 +29,6 @@ _LISTED = {
     True: Source(("projects", True), lambda: select(P)),
     False: Source(("projects", False), lambda: select(P).where(P.c.archived_at.is_(None))),
 }
-
-
-def _by_ids() -> Any:
-    return select(P).where(in_ids(P.c.id, "ids"), in_ids(P.c.workspace_id, "readable"))
-
-
-async def projects_by_ids(
-    session: AsyncSession, principal: Principal, ids: Sequence[int]
-) -> dict[int, Any]:
-    return await raw.by_id(
-        session,
-        "projects_by_ids",
-        _by_ids,
-        ids=list(ids),
-        readable=principal.readable_workspace_ids,
-    )
 
 
 async def projects_by_key(
@@ -188,3 +173,52 @@ async def archive_project(
         .values(archived_at=func.now() if archived else None, updated_at=func.now())
     )
     return (await session.execute(stmt.returning(P))).one()
+
+
+# ---------------------------------------------------------------- read description
+
+_STATUS_COUNTS = {
+    "backlog": TaskStatus.BACKLOG,
+    "todo": TaskStatus.TODO,
+    "in_progress": TaskStatus.IN_PROGRESS,
+    "in_review": TaskStatus.IN_REVIEW,
+    "done": TaskStatus.DONE,
+    "canceled": TaskStatus.CANCELED,
+}
+
+
+def _task_counts(parent: Columns, p: PrincipalSQL, args: Any, param: Param) -> Any:
+    counts = [
+        func.count().filter(T.c.status == wire.sql_string(status.value)).label(name)
+        for name, status in _STATUS_COUNTS.items()
+    ]
+    return select(*counts, func.count().label("total")).where(T.c.project_id == parent.id)
+
+
+TASK_COUNTS = NodeType(
+    "TaskCounts", None, {name: value(name) for name in (*_STATUS_COUNTS, "total")}
+)
+
+PROJECT = NodeType(
+    "Project",
+    lambda: select(P),
+    {
+        "id": global_id("Project"),
+        "key": value("key"),
+        "name": value("name"),
+        "description": value("description"),
+        "archived_at": timestamp("archived_at"),
+        "created_at": timestamp("created_at"),
+        "updated_at": timestamp("updated_at"),
+        "workspace": One(
+            "Workspace",
+            lambda w, parent, p, args, param: [
+                w.id == parent.workspace_id,
+                w.id == any_(p.readable),
+            ],
+        ),
+        "tasks": tasks.task_list("project_id", tasks.PROJECT_TASK_ORDER),
+        "task_counts": One("TaskCounts", rows=_task_counts),
+    },
+    visible=lambda c, p: c.workspace_id == any_(p.readable),
+)

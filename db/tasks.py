@@ -32,9 +32,24 @@ from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import activities, raw
-from db.access import Principal
+from db import activities, comments, raw, wire
+from db.access import Principal, PrincipalSQL
 from db.activities import change
+from db.descriptions import (
+    Arguments,
+    Columns,
+    Listing,
+    Many,
+    NodeType,
+    One,
+    Param,
+    Value,
+    global_id,
+    page_arguments,
+    sort_keys_of,
+    timestamp,
+    value,
+)
 from db.errors import InvalidArgument
 from db.lists import counts_by_parent, pages_by_parent
 from db.models import (
@@ -60,6 +75,8 @@ L = Label.__table__
 TL = TaskLabel.__table__
 
 TaskOrderField = Literal["CREATED_AT", "UPDATED_AT", "DUE_DATE", "PRIORITY", "POSITION", "NUMBER"]
+# (field, descending) pairs.
+Order = tuple[tuple[TaskOrderField, bool], ...]
 
 # Tasks without a due date sort after every dated task (ascending), as PostgreSQL does with
 # NULLS LAST, but as a real value so that keyset cursors can compare it.
@@ -266,32 +283,6 @@ async def task_counts(
 ) -> dict[int, int]:
     column = T.c.workspace_id if parent == "workspace" else T.c.project_id
     return await counts_by_parent(session, _filtered(flt), column, parent_ids, **filter_params(flt))
-
-
-async def tasks_by_ids(
-    session: AsyncSession, principal: Principal, ids: Sequence[int]
-) -> dict[int, Any]:
-    return await raw.by_id(
-        session,
-        "tasks_by_ids",
-        # A task read by id (a detail view) is usually shown with its project: it comes along,
-        # as `project_*` columns.
-        lambda: (
-            select(
-                T,
-                P.c.key.label("project_key"),
-                P.c.name.label("project_name"),
-                P.c.description.label("project_description"),
-                P.c.archived_at.label("project_archived_at"),
-                P.c.created_at.label("project_created_at"),
-                P.c.updated_at.label("project_updated_at"),
-            )
-            .join(P, P.c.id == T.c.project_id)
-            .where(in_ids(T.c.id, "ids"), in_ids(T.c.workspace_id, "readable"))
-        ),
-        ids=list(ids),
-        readable=principal.readable_workspace_ids,
-    )
 
 
 _KEY = re.compile(r"^([A-Z][A-Z0-9]{1,9})-([1-9][0-9]{0,8})$")
@@ -1002,3 +993,82 @@ async def remove_labels_from_task(
     ]
     now = [label for label in current if label.id not in removed]
     return await _labels_changed(session, principal, task, _names(current), _names(now))
+
+
+# ---------------------------------------------------------------- read description
+
+
+def list_arguments(default_order: Order) -> Arguments:
+    """The arguments of a task list: filter, orderBy and the page."""
+    return page_arguments(
+        lambda **given: task_list_arguments(default_order, **given),
+        shape=lambda rest: (filter_shape(rest[0]), rest[1]),
+        params=lambda rest: filter_params(rest[0]),
+    )
+
+
+def task_list(
+    parent_column: str, default_order: tuple[tuple[TaskOrderField, bool], ...]
+) -> Listing:
+    """The tasks of a workspace or project (`parent_column` of the task is the parent's id)."""
+    return Listing(
+        "Task",
+        lambda rest: sort_keys(rest[1]),
+        list_arguments(default_order),
+        where=lambda t, parent, p, args, param: [
+            t[parent_column] == parent.id,
+            *filter_conditions(args.rest[0], param),
+        ],
+    )
+
+
+def _labels_of_task(parent: Columns, p: PrincipalSQL, args: Any, param: Param) -> Any:
+    # A join, not a subquery: the parent is correlated at the level of the rows' statement.
+    joined = L.join(TL, TL.c.label_id == L.c.id)
+    return select(L).select_from(joined).where(TL.c.task_id == parent.id)
+
+
+def _comment_count(c: Columns, p: PrincipalSQL) -> Any:
+    return select(func.count()).where(comments.C.c.task_id == c.id).scalar_subquery()
+
+
+_PRIORITIES = [priority.name for priority in TaskPriority]
+
+TASK = NodeType(
+    "Task",
+    task_rows,
+    {
+        "id": global_id("Task"),
+        "number": value("number"),
+        "key": Value(lambda c, p: wire.task_key_sql(c.project_key, c.number)),
+        "title": value("title"),
+        "description": value("description"),
+        "status": value("status"),
+        "priority": value("priority", lambda v: wire.enum_name_sql(v, _PRIORITIES)),
+        "due_date": value("due_date", wire.day_sql),
+        "position": value("position", wire.number_json_sql),
+        "version": value("version"),
+        "completed_at": timestamp("completed_at"),
+        "created_at": timestamp("created_at"),
+        "updated_at": timestamp("updated_at"),
+        "project": One("Project", lambda x, parent, p, args, param: [x.id == parent.project_id]),
+        "assignee": One("User", lambda u, parent, p, args, param: [u.id == parent.assignee_id]),
+        "creator": One("User", lambda u, parent, p, args, param: [u.id == parent.creator_id]),
+        "labels": Many("Label", lambda c: (func.lower(c.name), c.id), rows=_labels_of_task),
+        "comment_count": Value(_comment_count),
+        "viewer_can_edit": Value(lambda c, p: c.workspace_id == any_(p.task_editable)),
+        "comments": Listing(
+            "Comment",
+            sort_keys_of(comments.COMMENT_KEYS),
+            page_arguments(),
+            where=lambda x, parent, p, args, param: [x.task_id == parent.id],
+        ),
+        "activity": Listing(
+            "Activity",
+            sort_keys_of(activities.ACTIVITY_KEYS),
+            page_arguments(),
+            where=lambda x, parent, p, args, param: [x.task_id == parent.id],
+        ),
+    },
+    visible=lambda c, p: c.workspace_id == any_(p.readable),
+)

@@ -5,14 +5,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import Integer, Text, any_, bindparam, delete, false, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import activities, raw, validation
-from db.access import Principal
+from db import activities, projects, raw, tasks, validation
+from db.access import Principal, PrincipalSQL
 from db.accounts import check_email, normalise_email
 from db.activities import change
+from db.descriptions import (
+    Arguments,
+    Columns,
+    Listing,
+    Many,
+    NodeType,
+    One,
+    Value,
+    global_id,
+    page_arguments,
+    sort_keys_of,
+    timestamp,
+    value,
+)
 from db.lists import counts_by_parent, pages_by_parent
 from db.models import ActivityKind, Membership, Project, Role, Task, User, Workspace
 from db.pagination import Page, PageArgs, SortKey, Source, count, fetch_page
@@ -45,20 +59,6 @@ async def workspace_page(session: AsyncSession, principal: Principal, args: Page
 
 async def workspace_count(session: AsyncSession, principal: Principal) -> int:
     return await count(session, _READABLE, readable=principal.readable_workspace_ids)
-
-
-async def workspaces_by_ids(
-    session: AsyncSession, principal: Principal, ids: Sequence[int]
-) -> dict[int, Any]:
-    readable = [i for i in ids if principal.can_read(i)]
-    if not readable:
-        return {}
-    return await raw.by_id(
-        session,
-        "workspaces_by_ids",
-        lambda: select(W).where(in_ids(W.c.id, "ids")),
-        ids=readable,
-    )
 
 
 async def workspace_by_slug(session: AsyncSession, principal: Principal, slug: str) -> Any | None:
@@ -367,3 +367,107 @@ async def _unassign(
             kind=ActivityKind.TASK_UPDATED,
             changes=[change("assigneeId", user_id, None)],
         )
+
+
+# ---------------------------------------------------------------- read description
+
+
+def _viewer_role(c: Columns, p: PrincipalSQL) -> Any:
+    roles = (
+        func.unnest(p.role_workspaces, p.role_names)
+        .table_valued("workspace_id", "role")
+        .render_derived()
+    )
+    return select(roles.c.role).where(roles.c.workspace_id == c.id).scalar_subquery()
+
+
+def _task_by_key_params(key: str) -> dict[str, Any]:
+    parsed = tasks.parse_key(key)
+    return {} if parsed is None else {"key": parsed[0], "number": parsed[1]}
+
+
+def _task_by_key(t: Columns, parent: Columns, p: PrincipalSQL, key: str, param: Any) -> Any:
+    if tasks.parse_key(key) is None:
+        return [false()]  # a malformed key finds nothing
+    # Not correlated with the task row's own project (the rows' statement joins projects).
+    project = (
+        select(P.c.id)
+        .where(P.c.workspace_id == parent.id, P.c.key == param("key", Text))
+        .correlate_except(P)
+        .scalar_subquery()
+    )
+    return [t.project_id == project, t.number == param("number", Integer)]
+
+
+MEMBERSHIP = NodeType(
+    "Membership",
+    lambda: select(M),
+    {
+        "role": value("role"),
+        "joined_at": timestamp("created_at"),
+        "user": One("User", lambda u, parent, p, args, param: [u.id == parent.user_id]),
+    },
+)
+
+WORKSPACE = NodeType(
+    "Workspace",
+    lambda: select(W),
+    {
+        "id": global_id("Workspace"),
+        "slug": value("slug"),
+        "name": value("name"),
+        "created_at": timestamp("created_at"),
+        "viewer_role": Value(_viewer_role),
+        "members": Listing(
+            "Membership",
+            sort_keys_of(MEMBER_KEYS),
+            page_arguments(),
+            where=lambda m, parent, p, args, param: [m.workspace_id == parent.id],
+        ),
+        "projects": Listing(
+            "Project",
+            sort_keys_of(projects.PROJECT_KEYS),
+            page_arguments(
+                lambda include_archived=False: bool(include_archived), shape=lambda rest: rest
+            ),
+            where=lambda x, parent, p, args, param: [
+                x.workspace_id == parent.id,
+                *(() if args.rest else (x.archived_at.is_(None),)),
+            ],
+        ),
+        # Keys are matched as the resolvers match them: stripped and upper-cased.
+        "project": One(
+            "Project",
+            lambda x, parent, p, key, param: [
+                x.workspace_id == parent.id,
+                x.key == param("key", Text),
+            ],
+            arguments=Arguments(
+                convert=lambda key: key.strip().upper(), params=lambda key: {"key": key}
+            ),
+        ),
+        "labels": Many(
+            "Label",
+            lambda c: (func.lower(c.name), c.id),
+            lambda x, parent, p, args, param: [x.workspace_id == parent.id],
+        ),
+        "tasks": tasks.task_list("workspace_id", tasks.WORKSPACE_TASK_ORDER),
+        "task": One(
+            "Task",
+            _task_by_key,
+            arguments=Arguments(
+                convert=lambda key: key,
+                shape=lambda key: tasks.parse_key(key) is not None,
+                params=_task_by_key_params,
+            ),
+        ),
+        # Workspace admins only: for others the resolvers answer FORBIDDEN.
+        "api_keys": Many(
+            "ApiKey",
+            lambda c: (c.created_at, c.id),
+            lambda k, parent, p, args, param: [k.workspace_id == parent.id],
+            refused=lambda parent, p: ~(parent.id == any_(p.manageable)),
+        ),
+    },
+    visible=lambda c, p: c.id == any_(p.readable),
+)

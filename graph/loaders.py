@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from strawberry.dataloader import DataLoader
 
-from db import accounts, activities, api_keys, comments, labels, projects, tasks, workspaces
+from db import activities, api_keys, comments, labels, projects, read_types, tasks, workspaces
 from db.pagination import Page, PageArgs
 
 if TYPE_CHECKING:
@@ -62,41 +62,41 @@ class Loaders:
 
         return Loader(load_fn=load)
 
-    def _scoped(self, fn: Batch) -> DataLoader[Any, Any]:
-        return self._loader(fn, self._ctx.principal)
+    # Objects by id, scoped to what the principal may read (db.read_types.rows_by_ids).
+    def _by_id(self, type_name: str) -> DataLoader[int, Any]:
+        return self._loader(read_types.rows_by_ids, type_name, self._ctx.principal)
 
-    # Objects by id, scoped to what the principal may read.
     @cached_property
     def user(self) -> DataLoader[int, Any]:
-        return self._scoped(accounts.users_by_ids)
+        return self._by_id("User")
 
     @cached_property
     def workspace(self) -> DataLoader[int, Any]:
-        return self._scoped(workspaces.workspaces_by_ids)
+        return self._by_id("Workspace")
 
     @cached_property
     def project(self) -> DataLoader[int, Any]:
-        return self._scoped(projects.projects_by_ids)
+        return self._by_id("Project")
 
     @cached_property
     def task(self) -> DataLoader[int, Any]:
-        return self._scoped(tasks.tasks_by_ids)
+        return self._by_id("Task")
 
     @cached_property
     def label(self) -> DataLoader[int, Any]:
-        return self._scoped(labels.labels_by_ids)
+        return self._by_id("Label")
 
     @cached_property
     def comment(self) -> DataLoader[int, Any]:
-        return self._scoped(comments.comments_by_ids)
+        return self._by_id("Comment")
 
     @cached_property
     def activity(self) -> DataLoader[int, Any]:
-        return self._scoped(activities.activities_by_ids)
+        return self._by_id("Activity")
 
     @cached_property
     def api_key(self) -> DataLoader[int, Any]:
-        return self._scoped(api_keys.keys_by_ids)
+        return self._by_id("ApiKey")
 
     @cached_property
     def project_by_key(self) -> DataLoader[tuple[int, str], Any]:

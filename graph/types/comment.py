@@ -35,7 +35,7 @@ class Comment(Node):
                 db_id=values["author_id"],
                 name=name,
                 created_at=values["author_created_at"],
-                _email=values["author_email"] if values["author_email_visible"] else None,
+                _email=values["author_email"],
             )
         return cls(
             id=strawberry.ID(to_global_id("Comment", values["id"])),

@@ -157,7 +157,7 @@ async def prefetch(info: strawberry.Info, tasks: list[Task]) -> None:
         jobs["labels"] = loaders.labels_of_task.load_many(ids)
     if "commentCount" in wanted:
         jobs["comment_count"] = loaders.comment_count.load_many(ids)
-    if ("project" in wanted and any("project_row" not in t._pre for t in tasks)) or (
+    if "project" in wanted or (
         "key" in wanted and any("key" not in t._pre for t in tasks)
     ):
         jobs["projects"] = loaders.project.load_many(sorted({t.project_id for t in tasks}))
@@ -243,17 +243,6 @@ class Task(Node):
         project_key = values.get("project_key")
         if project_key is not None:
             task._pre["key"] = f"{project_key}-{values['number']}"
-            if "project_name" in values:
-                task._pre["project_row"] = dict(
-                    id=values["project_id"],
-                    workspace_id=values["workspace_id"],
-                    key=project_key,
-                    name=values["project_name"],
-                    description=values["project_description"],
-                    archived_at=values["project_archived_at"],
-                    created_at=values["project_created_at"],
-                    updated_at=values["project_updated_at"],
-                )
         return task
 
     # Each relationship field returns the value a list prefetched, or else an awaitable that
@@ -274,11 +263,6 @@ class Task(Node):
     ) -> Annotated[Project, strawberry.lazy("graph.types.project")]:
         if "project" in self._pre:
             return self._pre["project"]  # type: ignore[no-any-return]
-        if "project_row" in self._pre:
-            from graph.types.project import Project
-
-            project = self._pre["project"] = Project.from_row(self._pre["project_row"])
-            return project
         return self._load_project(info)  # type: ignore[return-value]
 
     async def _load_project(self, info: strawberry.Info) -> Any:

@@ -30,5 +30,5 @@ class User(Node):
             db_id=row.id,
             name=row.name,
             created_at=row.created_at,
-            _email=row.email if row.email_visible else None,
+            _email=row.email,
         )

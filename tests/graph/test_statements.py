@@ -147,7 +147,9 @@ query Detail($id: ID!) {
 
 # Through the resolvers: 1 authentication, 1 task with its project, 1 assignee+creator,
 # 1 labels, 1 comments with their authors, 1 activity. Compiled: one.
-DETAIL_STATEMENTS = {"resolvers": 6, "compiled": 1}
+# Through the resolvers: auth, the task (by id, from its description), its project, users,
+# labels, comments with authors, activity.
+DETAIL_STATEMENTS = {"resolvers": 7, "compiled": 1}
 
 
 async def test_task_detail_statements(
