@@ -157,9 +157,7 @@ async def prefetch(info: strawberry.Info, tasks: list[Task]) -> None:
         jobs["labels"] = loaders.labels_of_task.load_many(ids)
     if "commentCount" in wanted:
         jobs["comment_count"] = loaders.comment_count.load_many(ids)
-    if "project" in wanted or (
-        "key" in wanted and any("key" not in t._pre for t in tasks)
-    ):
+    if "project" in wanted or ("key" in wanted and any("key" not in t._pre for t in tasks)):
         jobs["projects"] = loaders.project.load_many(sorted({t.project_id for t in tasks}))
     if not jobs:
         return
