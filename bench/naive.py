@@ -14,6 +14,7 @@ from datetime import date, datetime
 from typing import Any
 
 import jwt
+import orjson
 import strawberry
 from sqlalchemy import BigInteger, ForeignKey, func, select
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -31,6 +32,15 @@ def to_gid(type_name: str, pk: int) -> str:
 
 def from_gid(value: str) -> int:
     return int(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode().split(":")[1])
+
+
+def encode_cursor(fingerprint: str, values: list[Any]) -> str:
+    """A cursor as Taskgraph writes it: the ordering and the row's sort-key values."""
+    payload = [
+        fingerprint,
+        [v.isoformat() if isinstance(v, datetime | date) else v for v in values],
+    ]
+    return base64.urlsafe_b64encode(orjson.dumps(payload)).decode().rstrip("=")
 
 
 class Base(AsyncAttrs, DeclarativeBase):
@@ -103,7 +113,9 @@ class TaskRow(Base):
     project: Mapped[ProjectRow] = relationship()
     assignee: Mapped[UserRow | None] = relationship(foreign_keys=[assignee_id])
     creator: Mapped[UserRow] = relationship(foreign_keys=[creator_id])
-    labels: Mapped[list[LabelRow]] = relationship(secondary="task_labels")
+    labels: Mapped[list[LabelRow]] = relationship(
+        secondary="task_labels", order_by=lambda: (func.lower(LabelRow.name), LabelRow.id)
+    )
 
 
 class CommentRow(Base):
@@ -433,7 +445,9 @@ class Workspace:
             )
             rows = list(await session.scalars(stmt))
         tasks = [Task(id=strawberry.ID(to_gid("Task", r.id)), row=r) for r in rows[:first]]
-        info = PageInfo(has_next_page=len(rows) > first, end_cursor=tasks[-1].id if tasks else None)
+        last = rows[len(tasks) - 1] if tasks else None
+        end = encode_cursor("CREATED_AT:d,ID:d", [last.created_at, last.id]) if last else None
+        info = PageInfo(has_next_page=len(rows) > first, end_cursor=end)
         return TaskConnection(nodes=tasks, page_info=info)
 
 

@@ -1,6 +1,7 @@
 """The benchmark operations: GraphQL documents and deterministic variables drawn from the data.
 
-Every target (Taskgraph, the floor, the naive server) answers these exact requests.
+Every target (Taskgraph, the floor, the naive server) answers these exact requests, and the
+runner checks that the answers to the reads agree (`bench/run.py`, `inspect`).
 """
 
 from __future__ import annotations
