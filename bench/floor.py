@@ -51,6 +51,24 @@ def timestamp(column: str) -> str:
     )
 
 
+def float_text(column: str) -> str:
+    """SQL for a float as orjson writes it in a cursor: whole numbers keep their `.0`
+    (PostgreSQL writes `1024`). Board positions stay far from the magnitudes where the two
+    write exponents differently (below 1e-4, and fractions from 1e15 on)."""
+    return (
+        f"CASE WHEN {column} = trunc({column}) AND abs({column}) < 1e16 "
+        f"THEN {column}::bigint::text || '.0' ELSE {column}::text END"
+    )
+
+
+def keyset(cursor: str, fingerprint: str) -> list[Any] | None:
+    """The sort-key values of an API cursor (db/pagination.py), None when it was made for
+    another ordering (the API refuses it)."""
+    padded = cursor + "=" * (-len(cursor) % 4)
+    made_for, values = orjson.loads(base64.urlsafe_b64decode(padded))
+    return values if made_for == fingerprint else None
+
+
 MEMBER = "EXISTS (SELECT 1 FROM memberships m WHERE m.workspace_id = {ws} AND m.user_id = $2)"
 
 BOARD = f"""
@@ -135,6 +153,76 @@ SELECT json_build_object(
 )::text
 """
 
+# Lists of the API ordered by several keys break ties by id in the direction of the last key.
+FILTERED = f"""
+WITH p AS (SELECT id, key FROM projects p WHERE id = $1 AND {MEMBER.format(ws="p.workspace_id")}),
+t AS (SELECT t.* FROM tasks t
+      WHERE t.project_id = (SELECT id FROM p) AND t.status = ANY($3::text[])
+        AND t.assignee_id = ANY($4::bigint[])
+        -- every one of the labels ($5 holds distinct ids)
+        AND (SELECT count(*) FROM task_labels tl
+             WHERE tl.task_id = t.id AND tl.label_id = ANY($5::bigint[])) = cardinality($5::bigint[])
+      ORDER BY t.priority DESC, coalesce(t.due_date, 'infinity'), t.id LIMIT 50)
+SELECT (SELECT coalesce(json_agg(json_build_object(
+  'id', {gid("Task", "t.id")}, 'key', p.key || '-' || t.number, 'title', t.title,
+  'status', t.status, 'priority', ({PRIORITIES})[t.priority + 1], 'dueDate', t.due_date,
+  'assignee', (SELECT json_build_object('id', {gid("User", "u.id")}, 'name', u.name)
+               FROM users u WHERE u.id = t.assignee_id),
+  'labels', coalesce((SELECT json_agg(json_build_object('id', {gid("Label", "l.id")},
+               'name', l.name, 'color', l.color) ORDER BY lower(l.name), l.id)
+             FROM task_labels tl JOIN labels l ON l.id = tl.label_id WHERE tl.task_id = t.id), '[]')
+) ORDER BY t.priority DESC, coalesce(t.due_date, 'infinity'), t.id), '[]') FROM t)::text FROM p
+"""
+
+# $3 is the ILIKE pattern, LIKE's wildcards escaped (db/sql.py escape_like).
+SEARCH = f"""
+WITH w AS (SELECT w.id FROM workspaces w WHERE w.slug = $1 AND {MEMBER.format(ws="w.id")}),
+t AS (SELECT t.id, t.project_id, t.number, t.title, t.status, t.created_at FROM tasks t
+      WHERE t.workspace_id = (SELECT id FROM w) AND (t.title ILIKE $3 OR t.description ILIKE $3)
+      ORDER BY t.created_at DESC, t.id DESC LIMIT 20)
+SELECT (SELECT coalesce(json_agg(json_build_object(
+  'id', {gid("Task", "t.id")}, 'key', p.key || '-' || t.number, 'title', t.title,
+  'status', t.status) ORDER BY t.created_at DESC, t.id DESC), '[]')
+  FROM t JOIN projects p ON p.id = t.project_id)::text FROM w
+"""
+
+BOARD_ORDER = "POSITION:a,ID:a"
+BACKWARD_CURSOR = b64url(
+    f"""'["{BOARD_ORDER}",[' || {float_text("f.position")} || ',' || f.id || ']]'"""
+)
+# The page before the cursor: the 21 tasks before it walking the board index backwards, of
+# which the 20 nearest are the page and the 21st says whether there are more.
+BACKWARD = f"""
+WITH p AS (SELECT id, key FROM projects p WHERE id = $1 AND {MEMBER.format(ws="p.workspace_id")}),
+t AS (SELECT t.id, t.number, t.title, t.position FROM tasks t
+      WHERE t.project_id = (SELECT id FROM p) AND (t.position, t.id) < ($3::float8, $4::bigint)
+      ORDER BY t.position DESC, t.id DESC LIMIT 21),
+page AS (SELECT * FROM t ORDER BY position DESC, id DESC LIMIT 20)
+SELECT (SELECT json_build_object(
+  'pageInfo', json_build_object('hasPreviousPage', (SELECT count(*) FROM t) > 20,
+    'startCursor', (SELECT {BACKWARD_CURSOR} FROM page f ORDER BY f.position, f.id LIMIT 1)),
+  'nodes', coalesce(json_agg(json_build_object(
+    'id', {gid("Task", "n.id")}, 'key', p.key || '-' || n.number, 'title', n.title,
+    'position', n.position) ORDER BY n.position, n.id), '[]'))
+  FROM page n)::text FROM p
+"""
+
+# E-mails are shown as they are: the API shows one to members of a workspace the user belongs
+# to (db/accounts.py), and the viewer and every listed user are members of this workspace.
+MEMBERS = f"""
+WITH w AS (SELECT w.id FROM workspaces w WHERE w.slug = $1 AND {MEMBER.format(ws="w.id")}),
+m AS (SELECT m.user_id, m.role, m.created_at FROM memberships m
+      WHERE m.workspace_id = (SELECT id FROM w) ORDER BY m.created_at, m.user_id LIMIT 50)
+SELECT json_build_object(
+  'totalCount', (SELECT count(*) FROM memberships c WHERE c.workspace_id = w.id),
+  'nodes', (SELECT coalesce(json_agg(json_build_object(
+    'role', m.role, 'joinedAt', {timestamp("m.created_at")},
+    'user', json_build_object('id', {gid("User", "u.id")}, 'name', u.name, 'email', u.email))
+    ORDER BY m.created_at, m.user_id), '[]')
+    FROM m JOIN users u ON u.id = m.user_id))::text
+FROM w
+"""
+
 CREATE = f"""
 WITH p AS (
   UPDATE projects SET next_task_number = next_task_number + 1
@@ -176,9 +264,19 @@ SELECT json_build_object('id', {gid("Task", "upd.id")}, 'title', upd.title,
 """
 
 
+def escape_like(term: str) -> str:
+    """LIKE's wildcards and escape character taken literally (as db/sql.py does)."""
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _under(key: str, raw: str | None) -> bytes:
     """`{"<key>":<raw>}`, or null when the statement found no visible parent (no row)."""
     return b'{"' + key.encode() + b'":' + raw.encode() + b"}" if raw is not None else b"null"
+
+
+def _tasks(nodes: str | None) -> bytes:
+    """`{"tasks":{"nodes":[...]}}`, or null when the parent is not visible."""
+    return _under("tasks", '{"nodes":' + nodes + "}" if nodes is not None else None)
 
 
 class Floor:
@@ -215,6 +313,32 @@ class Floor:
             return b'{"data":{"node":' + (raw or "null").encode() + b"}}"
         if name == "Me":
             return b'{"data":' + (await self.fetch(ME, user) or "null").encode() + b"}"
+        if name == "Filtered":
+            raw = await self.fetch(
+                FILTERED,
+                db_id(variables["project"]),
+                user,
+                variables["status"],
+                [db_id(a) for a in variables["assignees"]],
+                sorted({db_id(label) for label in variables["labels"]}),
+            )
+            return b'{"data":{"node":' + _tasks(raw) + b"}}"
+        if name == "Search":
+            pattern = f"%{escape_like(variables['word'].strip())}%"
+            raw = await self.fetch(SEARCH, variables["slug"], user, pattern)
+            return b'{"data":{"workspace":' + _tasks(raw) + b"}}"
+        if name == "Backward":
+            values = keyset(variables["before"], BOARD_ORDER)
+            if values is None:
+                return b'{"errors":[{"message":"The cursor belongs to another ordering."}]}'
+            position, task_id = values
+            raw = await self.fetch(
+                BACKWARD, db_id(variables["project"]), user, float(position), task_id
+            )
+            return b'{"data":{"node":' + _under("tasks", raw) + b"}}"
+        if name == "Members":
+            raw = await self.fetch(MEMBERS, variables["slug"], user)
+            return b'{"data":{"workspace":' + _under("members", raw) + b"}}"
         if name == "Create":
             raw = await self.fetch(CREATE, db_id(variables["projectId"]), variables["title"], user)
             task = raw.encode() if raw else b"null"

@@ -22,7 +22,7 @@ from typing import Any
 
 import psutil
 from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bench import load, ops
 from db.engine import make_engine
@@ -100,18 +100,89 @@ async def prepare(url: str, scale: float) -> dict[str, Any]:
                 .scalars()
                 .all()
             )
+            slugs = (
+                (
+                    await session.execute(
+                        text("SELECT slug FROM workspaces WHERE id = ANY(:w) ORDER BY id"),
+                        {"w": principal.readable_workspace_ids},
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            # Filters that find something: each is the status, assignee and a label of a task.
+            anchors = (
+                await session.execute(
+                    text(
+                        "SELECT t.project_id, t.status, t.assignee_id, min(tl.label_id) AS label_id"
+                        " FROM tasks t JOIN task_labels tl ON tl.task_id = t.id"
+                        " WHERE t.workspace_id = :w AND t.assignee_id IS NOT NULL"
+                        " GROUP BY t.id ORDER BY t.id LIMIT 2000"
+                    ),
+                    {"w": workspace_id},
+                )
+            ).all()
             key = await create_api_key(session, principal, workspace_id, "bench", [ApiScope.READ])
             await session.commit()
         token = issue_access_token(SECRET, user_id, timedelta(hours=6))[0]
+        project_ids = [to_global_id("Project", p) for p in projects]
         return {
             "token": token,
             "api_key": key.secret,
             "export_slug": slug,
-            "projects": [to_global_id("Project", p) for p in projects],
+            "slugs": list(slugs),
+            "projects": project_ids,
             "tasks": [to_global_id("Task", t) for t in task_ids],
+            "filtered": [
+                (
+                    to_global_id("Project", a.project_id),
+                    a.status,
+                    to_global_id("User", a.assignee_id),
+                    to_global_id("Label", a.label_id),
+                )
+                for a in anchors
+            ],
+            "cursors": await board_cursors(engine, token, project_ids),
         }
     finally:
         await engine.dispose()
+
+
+CURSORS = """query Cursors($id: ID!, $after: String) { node(id: $id) { ... on Project {
+  tasks(first: 100, after: $after) { pageInfo { hasNextPage endCursor } edges { cursor } } } } }"""
+
+
+async def board_cursors(
+    engine: AsyncEngine, token: str, projects: list[str], pages: int = 10
+) -> list[tuple[str, str]]:
+    """(project, cursor) pairs for the tasks of the first `pages` pages of each board, as the
+    API hands them out (a client paging backwards got its cursor from an earlier page)."""
+    import httpx
+
+    from graph.app import create_app
+    from graph.settings import load_settings
+
+    app = create_app(load_settings(secret_key=SECRET), engine=engine)
+    found: list[tuple[str, str]] = []
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        for project in projects:
+            after = None
+            for _ in range(pages):
+                response = await client.post(
+                    "/graphql",
+                    json={"query": CURSORS, "variables": {"id": project, "after": after}},
+                    headers={"authorization": f"Bearer {token}"},
+                )
+                body = response.json()
+                if "errors" in body:
+                    raise SystemExit(f"reading board cursors: {response.text[:800]}")
+                tasks = body["data"]["node"]["tasks"]
+                found += [(project, edge["cursor"]) for edge in tasks["edges"]]
+                if not tasks["pageInfo"]["hasNextPage"]:
+                    break
+                after = tasks["pageInfo"]["endCursor"]
+    return found
 
 
 Call = Callable[[ops.Request], Awaitable[tuple[bytes, int]]]
