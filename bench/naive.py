@@ -8,14 +8,16 @@ benchmark's operations with the same schema subset and field names as Taskgraph.
 from __future__ import annotations
 
 import base64
+import enum
 import hashlib
 import os
 from datetime import date, datetime
 from typing import Any
 
 import jwt
+import orjson
 import strawberry
-from sqlalchemy import BigInteger, ForeignKey, func, select
+from sqlalchemy import BigInteger, Date, ForeignKey, func, literal, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncAttrs, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -31,6 +33,24 @@ def to_gid(type_name: str, pk: int) -> str:
 
 def from_gid(value: str) -> int:
     return int(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode().split(":")[1])
+
+
+def encode_cursor(fingerprint: str, values: list[Any]) -> str:
+    """A cursor as Taskgraph writes it: the ordering and the row's sort-key values."""
+    payload = [
+        fingerprint,
+        [v.isoformat() if isinstance(v, datetime | date) else v for v in values],
+    ]
+    return base64.urlsafe_b64encode(orjson.dumps(payload)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, list[Any]]:
+    fingerprint, values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    return fingerprint, values
+
+
+def escape_like(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 class Base(AsyncAttrs, DeclarativeBase):
@@ -57,6 +77,7 @@ class MembershipRow(Base):
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
     role: Mapped[str]
+    created_at: Mapped[datetime]
     workspace: Mapped[WorkspaceRow] = relationship()
 
 
@@ -103,7 +124,9 @@ class TaskRow(Base):
     project: Mapped[ProjectRow] = relationship()
     assignee: Mapped[UserRow | None] = relationship(foreign_keys=[assignee_id])
     creator: Mapped[UserRow] = relationship(foreign_keys=[creator_id])
-    labels: Mapped[list[LabelRow]] = relationship(secondary="task_labels")
+    labels: Mapped[list[LabelRow]] = relationship(
+        secondary="task_labels", order_by=lambda: (func.lower(LabelRow.name), LabelRow.id)
+    )
 
 
 class CommentRow(Base):
@@ -353,12 +376,93 @@ class Task(Node):
 class PageInfo:
     has_next_page: bool
     end_cursor: str | None
+    has_previous_page: bool = False
+    start_cursor: str | None = None
 
 
 @strawberry.type
 class TaskConnection:
     nodes: list[Task]
     page_info: PageInfo
+
+
+@strawberry.enum
+class TaskStatus(enum.Enum):
+    BACKLOG = "BACKLOG"
+    TODO = "TODO"
+    IN_PROGRESS = "IN_PROGRESS"
+    IN_REVIEW = "IN_REVIEW"
+    DONE = "DONE"
+    CANCELED = "CANCELED"
+
+
+@strawberry.enum
+class OrderDirection(enum.Enum):
+    ASC = "ASC"
+    DESC = "DESC"
+
+
+@strawberry.enum
+class TaskOrderField(enum.Enum):
+    CREATED_AT = "CREATED_AT"
+    UPDATED_AT = "UPDATED_AT"
+    DUE_DATE = "DUE_DATE"
+    PRIORITY = "PRIORITY"
+    POSITION = "POSITION"
+    NUMBER = "NUMBER"
+
+
+@strawberry.input
+class TaskOrder:
+    field: TaskOrderField
+    direction: OrderDirection = OrderDirection.ASC
+
+
+@strawberry.input
+class TaskFilter:
+    status: list[TaskStatus] | None = None
+    assignee_ids: list[strawberry.ID] | None = None
+    label_ids: list[strawberry.ID] | None = None
+    search: str | None = None
+
+
+ORDER_COLUMNS: dict[TaskOrderField, Any] = {
+    TaskOrderField.CREATED_AT: TaskRow.created_at,
+    TaskOrderField.UPDATED_AT: TaskRow.updated_at,
+    # Tasks without a due date come after every dated one.
+    TaskOrderField.DUE_DATE: func.coalesce(TaskRow.due_date, literal("infinity").cast(Date)),
+    TaskOrderField.PRIORITY: TaskRow.priority,
+    TaskOrderField.POSITION: TaskRow.position,
+    TaskOrderField.NUMBER: TaskRow.number,
+}
+
+
+def filtered(stmt: Any, flt: TaskFilter | None) -> Any:
+    if flt is None:
+        return stmt
+    if flt.status is not None:
+        stmt = stmt.where(TaskRow.status.in_([s.value for s in flt.status]))
+    if flt.assignee_ids is not None:
+        stmt = stmt.where(TaskRow.assignee_id.in_([from_gid(a) for a in flt.assignee_ids]))
+    for label_id in {from_gid(label) for label in flt.label_ids or []}:
+        carrying = select(TaskLabelRow.task_id).where(TaskLabelRow.label_id == label_id)
+        stmt = stmt.where(TaskRow.id.in_(carrying))
+    term = (flt.search or "").strip()
+    if term:
+        pattern = f"%{escape_like(term)}%"
+        stmt = stmt.where(or_(TaskRow.title.ilike(pattern), TaskRow.description.ilike(pattern)))
+    return stmt
+
+
+def ordered(stmt: Any, order_by: list[TaskOrder] | None, default: TaskOrder) -> Any:
+    """Order by the given keys, ties broken by id in the direction of the last key."""
+    keys = order_by or [default]
+    columns = []
+    for key in keys:
+        column = ORDER_COLUMNS[key.field]
+        columns.append(column.desc() if key.direction == OrderDirection.DESC else column)
+    last_desc = keys[-1].direction == OrderDirection.DESC
+    return stmt.order_by(*columns, TaskRow.id.desc() if last_desc else TaskRow.id)
 
 
 @strawberry.type
@@ -374,14 +478,39 @@ class Project(Node):
         return self.row.name
 
     @strawberry.field
-    async def tasks(self, first: int = 50) -> TaskConnection:
-        async with Session() as session:
+    async def tasks(
+        self,
+        first: int | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: TaskFilter | None = None,
+        order_by: list[TaskOrder] | None = None,
+    ) -> TaskConnection:
+        stmt = filtered(select(TaskRow).where(TaskRow.project_id == self.row.id), filter)
+        if last is not None:
+            # Backwards through the board: the tasks before the cursor, nearest first.
+            assert before is not None and order_by is None
+            fingerprint, (position, task_id) = decode_cursor(before)
+            assert fingerprint == "POSITION:a,ID:a"
             stmt = (
-                select(TaskRow)
-                .where(TaskRow.project_id == self.row.id)
-                .order_by(TaskRow.position, TaskRow.id)
-                .limit(first)
+                stmt.where(tuple_(TaskRow.position, TaskRow.id) < (float(position), task_id))
+                .order_by(TaskRow.position.desc(), TaskRow.id.desc())
+                .limit(last + 1)
             )
+            async with Session() as session:
+                rows = list(await session.scalars(stmt))
+            page = rows[:last][::-1]
+            tasks = [Task(id=strawberry.ID(to_gid("Task", r.id)), row=r) for r in page]
+            start = encode_cursor(fingerprint, [page[0].position, page[0].id]) if page else None
+            info = PageInfo(
+                has_next_page=True,  # the task of the cursor comes next
+                end_cursor=None,
+                has_previous_page=len(rows) > last,
+                start_cursor=start,
+            )
+            return TaskConnection(nodes=tasks, page_info=info)
+        stmt = ordered(stmt, order_by, TaskOrder(field=TaskOrderField.POSITION)).limit(first or 50)
+        async with Session() as session:
             rows = list(await session.scalars(stmt))
         tasks = [Task(id=strawberry.ID(to_gid("Task", r.id)), row=r) for r in rows]
         return TaskConnection(nodes=tasks, page_info=PageInfo(has_next_page=False, end_cursor=None))
@@ -390,6 +519,31 @@ class Project(Node):
 @strawberry.type
 class ProjectConnection:
     nodes: list[Project]
+
+
+@strawberry.type
+class Membership:
+    row: strawberry.Private[MembershipRow]
+
+    @strawberry.field
+    def role(self) -> str:
+        return self.row.role
+
+    @strawberry.field
+    def joined_at(self) -> datetime:
+        return self.row.created_at
+
+    @strawberry.field
+    async def user(self) -> User:
+        # The viewer is a member of the workspace, so every member's e-mail is visible to it.
+        async with Session() as session:
+            return User(row=await session.get(UserRow, self.row.user_id))
+
+
+@strawberry.type
+class MembershipConnection:
+    nodes: list[Membership]
+    total_count: int
 
 
 @strawberry.type
@@ -423,18 +577,36 @@ class Workspace:
             )
 
     @strawberry.field
-    async def tasks(self, first: int = 50) -> TaskConnection:
+    async def tasks(self, first: int = 50, filter: TaskFilter | None = None) -> TaskConnection:
         async with Session() as session:
             stmt = (
-                select(TaskRow)
-                .where(TaskRow.workspace_id == self.row.id)
+                filtered(select(TaskRow).where(TaskRow.workspace_id == self.row.id), filter)
                 .order_by(TaskRow.created_at.desc(), TaskRow.id.desc())
                 .limit(first + 1)
             )
             rows = list(await session.scalars(stmt))
         tasks = [Task(id=strawberry.ID(to_gid("Task", r.id)), row=r) for r in rows[:first]]
-        info = PageInfo(has_next_page=len(rows) > first, end_cursor=tasks[-1].id if tasks else None)
+        last = rows[len(tasks) - 1] if tasks else None
+        end = encode_cursor("CREATED_AT:d,ID:d", [last.created_at, last.id]) if last else None
+        info = PageInfo(has_next_page=len(rows) > first, end_cursor=end)
         return TaskConnection(nodes=tasks, page_info=info)
+
+    @strawberry.field
+    async def members(self, first: int = 50) -> MembershipConnection:
+        async with Session() as session:
+            stmt = (
+                select(MembershipRow)
+                .where(MembershipRow.workspace_id == self.row.id)
+                .order_by(MembershipRow.created_at, MembershipRow.user_id)
+                .limit(first)
+            )
+            rows = list(await session.scalars(stmt))
+            total = await session.scalar(
+                select(func.count())
+                .select_from(MembershipRow)
+                .where(MembershipRow.workspace_id == self.row.id)
+            )
+        return MembershipConnection(nodes=[Membership(row=r) for r in rows], total_count=total or 0)
 
 
 @strawberry.type
@@ -483,6 +655,15 @@ class Query:
     @strawberry.field
     async def workspace(self, info: strawberry.Info, slug: str) -> Workspace | None:
         secret = _bearer(info)
+        if not secret.startswith("tgk_"):
+            # A signed-in user reads the workspaces they are a member of.
+            user_id = _user_id(info)
+            async with Session() as session:
+                ws = await session.scalar(select(WorkspaceRow).where(WorkspaceRow.slug == slug))
+                member = await session.get(MembershipRow, (ws.id, user_id)) if ws else None
+            if ws is None or member is None:
+                return None
+            return Workspace(row=ws, role=member.role)
         async with Session() as session:
             key = await session.scalar(
                 select(ApiKeyRow).where(ApiKeyRow.prefix == "_".join(secret.split("_")[:2]))

@@ -14,13 +14,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psutil
 from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bench import load, ops
 from db.engine import make_engine
@@ -98,69 +100,143 @@ async def prepare(url: str, scale: float) -> dict[str, Any]:
                 .scalars()
                 .all()
             )
+            slugs = (
+                (
+                    await session.execute(
+                        text("SELECT slug FROM workspaces WHERE id = ANY(:w) ORDER BY id"),
+                        {"w": principal.readable_workspace_ids},
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            # Filters that find something: each is the status, assignee and a label of a task.
+            anchors = (
+                await session.execute(
+                    text(
+                        "SELECT t.project_id, t.status, t.assignee_id, min(tl.label_id) AS label_id"
+                        " FROM tasks t JOIN task_labels tl ON tl.task_id = t.id"
+                        " WHERE t.workspace_id = :w AND t.assignee_id IS NOT NULL"
+                        " GROUP BY t.id ORDER BY t.id LIMIT 2000"
+                    ),
+                    {"w": workspace_id},
+                )
+            ).all()
             key = await create_api_key(session, principal, workspace_id, "bench", [ApiScope.READ])
             await session.commit()
         token = issue_access_token(SECRET, user_id, timedelta(hours=6))[0]
+        project_ids = [to_global_id("Project", p) for p in projects]
         return {
             "token": token,
             "api_key": key.secret,
             "export_slug": slug,
-            "projects": [to_global_id("Project", p) for p in projects],
+            "slugs": list(slugs),
+            "projects": project_ids,
             "tasks": [to_global_id("Task", t) for t in task_ids],
+            "filtered": [
+                (
+                    to_global_id("Project", a.project_id),
+                    a.status,
+                    to_global_id("User", a.assignee_id),
+                    to_global_id("Label", a.label_id),
+                )
+                for a in anchors
+            ],
+            "cursors": await board_cursors(engine, token, project_ids),
         }
     finally:
         await engine.dispose()
 
 
-async def statements_per_request(target: str, url: str, built: dict[str, ops.Op]) -> dict[str, int]:
-    """Statements one request of each op sends, counted in-process on the target's engine."""
+CURSORS = """query Cursors($id: ID!, $after: String) { node(id: $id) { ... on Project {
+  tasks(first: 100, after: $after) { pageInfo { hasNextPage endCursor } edges { cursor } } } } }"""
+
+
+async def board_cursors(
+    engine: AsyncEngine, token: str, projects: list[str], pages: int = 10
+) -> list[tuple[str, str]]:
+    """(project, cursor) pairs for the tasks of the first `pages` pages of each board, as the
+    API hands them out (a client paging backwards got its cursor from an earlier page)."""
     import httpx
 
-    os.environ["DATABASE_URL"] = url
-    os.environ["SECRET_KEY"] = SECRET
-    counts: dict[str, int] = {}
+    from graph.app import create_app
+    from graph.settings import load_settings
+
+    app = create_app(load_settings(secret_key=SECRET), engine=engine)
+    found: list[tuple[str, str]] = []
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        for project in projects:
+            after = None
+            for _ in range(pages):
+                response = await client.post(
+                    "/graphql",
+                    json={"query": CURSORS, "variables": {"id": project, "after": after}},
+                    headers={"authorization": f"Bearer {token}"},
+                )
+                body = response.json()
+                if "errors" in body:
+                    raise SystemExit(f"reading board cursors: {response.text[:800]}")
+                tasks = body["data"]["node"]["tasks"]
+                found += [(project, edge["cursor"]) for edge in tasks["edges"]]
+                if not tasks["pageInfo"]["hasNextPage"]:
+                    break
+                after = tasks["pageInfo"]["endCursor"]
+    return found
+
+
+Call = Callable[[ops.Request], Awaitable[tuple[bytes, int]]]
+
+
+@asynccontextmanager
+async def in_process(target: str, url: str) -> AsyncIterator[Call]:
+    """A target's app in this process: a request's answer and the SQL statements it sent,
+    counted on the target's engine (SQLAlchemy `before_cursor_execute`; the floor counts its
+    own calls). The caller sets DATABASE_URL and SECRET_KEY first: the naive server reads them
+    when it is imported, the floor when it is made."""
+    import httpx
+
     if target == "floor":
+        import asyncpg
+
         from bench.floor import Floor
 
         floor = Floor(url.replace("postgresql+asyncpg://", "postgresql://"))
-        import asyncpg
-
         floor.pool = await asyncpg.create_pool(floor.dsn, min_size=1, max_size=2)
+
+        async def ask_floor(request: ops.Request) -> tuple[bytes, int]:
+            floor.statements = 0
+            headers = {b"authorization": f"Bearer {request.token}".encode()}
+            answer = await floor.answer(json.loads(request.body), headers)
+            return answer, floor.statements
+
         try:
-            for name, op in built.items():
-                request = op.requests[0]
-                floor.statements = 0
-                await floor.answer(
-                    json.loads(request.body), {b"authorization": f"Bearer {request.token}".encode()}
-                )
-                counts[name] = floor.statements
+            yield ask_floor
         finally:
             await floor.pool.close()
-        return counts
+        return
     if target == "naive":
         from bench import naive
 
         app: Any = naive.create_app()
-        sync_engine = naive.engine.sync_engine
+        engine = naive.engine
     else:
         from graph.app import create_app
         from graph.settings import load_settings
 
         engine = make_engine(url)
         app = create_app(load_settings(), engine=engine)
-        sync_engine = engine.sync_engine
     seen: list[str] = []
 
     def record(*args: Any) -> None:
         seen.append(args[2])
 
-    event.listen(sync_engine, "before_cursor_execute", record)
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-        for name, op in built.items():
-            # The steady state: the first request of an op fills caches (and, for an API key,
-            # records its use, a write made at most once a minute); the second is counted.
-            for request in op.requests[:2]:
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+
+            async def ask(request: ops.Request) -> tuple[bytes, int]:
                 seen.clear()
                 response = await client.post(
                     "/graphql",
@@ -170,10 +246,102 @@ async def statements_per_request(target: str, url: str, built: dict[str, ops.Op]
                         "content-type": "application/json",
                     },
                 )
-                if response.status_code != 200 or "errors" in response.json():
-                    raise SystemExit(f"{target} {name}: {response.text[:800]}")
-            counts[name] = len(seen)
-    event.remove(sync_engine, "before_cursor_execute", record)
+                if response.status_code != 200:
+                    raise SystemExit(f"{target}: HTTP {response.status_code} {response.text[:800]}")
+                return response.content, len(seen)
+
+            yield ask
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+        await engine.dispose()
+
+
+# The first requests of each read op are answered by every target before any load, and their
+# answers must agree (as JSON values: key order, spacing and 1024 vs 1024.0 aside).
+CHECKED = 10
+
+
+def _answer(target: str, op: str, raw: bytes) -> Any:
+    answer = json.loads(raw)
+    if "errors" in answer or "data" not in answer:
+        raise SystemExit(f"{target} {op}: {raw[:800]!r}")
+    return answer
+
+
+def _difference(a: Any, b: Any, path: str = "data") -> str | None:
+    """Where two JSON values first differ, or None when they are equal."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if key not in a or key not in b:
+                return f"{path}.{key}: present in one answer only"
+            found = _difference(a[key], b[key], f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        for i, (x, y) in enumerate(zip(a, b, strict=False)):
+            found = _difference(x, y, f"{path}[{i}]")
+            if found:
+                return found
+        return None if len(a) == len(b) else f"{path}: {len(a)} items against {len(b)}"
+    # Numbers compare by value (PostgreSQL writes 1024 where orjson writes 1024.0), but a
+    # boolean is no number.
+    if a == b and isinstance(a, bool) == isinstance(b, bool):
+        return None
+    return f"{path}: {a!r} against {b!r}"
+
+
+def disagreement(answers: dict[str, dict[str, list[Any]]], built: dict[str, ops.Op]) -> str | None:
+    """The first answer of a target that differs from the first target's, described; None
+    when all agree. `answers` holds, per target and op, the answers to the op's requests."""
+    targets = list(answers)
+    for target in targets[1:]:
+        for name, expected_answers in answers[targets[0]].items():
+            pairs = zip(expected_answers, answers[target][name], strict=True)
+            for i, (expected, got) in enumerate(pairs):
+                difference = _difference(expected["data"], got["data"])
+                if difference:
+                    variables = json.loads(built[name].requests[i].body)["variables"]
+                    return (
+                        f"{name}: {target} and {targets[0]} disagree on request {i} "
+                        f"(variables {json.dumps(variables)}): {difference}"
+                    )
+    return None
+
+
+async def inspect(targets: list[str], url: str, built: dict[str, ops.Op]) -> dict[str, Any]:
+    """Check that the targets agree, then count each op's statements per request.
+
+    Answers are gathered from every target first, before any request that writes (the
+    create and update ops change what the reads return). Statements are counted in the
+    steady state: the first request of an op fills caches (and, for an API key, records its
+    use, a write made at most once a minute); the second is counted."""
+    os.environ["DATABASE_URL"] = url
+    os.environ["SECRET_KEY"] = SECRET
+    reads = [name for name in built if name in ops.READ_OPS]
+    answers: dict[str, dict[str, list[Any]]] = {}
+    for target in targets:
+        async with in_process(target, url) as ask:
+            answers[target] = {}
+            for name in reads:
+                found = []
+                for request in built[name].requests[:CHECKED]:
+                    found.append(_answer(target, name, (await ask(request))[0]))
+                answers[target][name] = found
+    problem = disagreement(answers, built)
+    if problem:
+        raise SystemExit(problem)
+    if len(targets) > 1:
+        print(f"answers agree: {', '.join(reads)} ({CHECKED} requests each)", flush=True)
+    counts: dict[str, dict[str, int]] = {}
+    for target in targets:
+        async with in_process(target, url) as ask:
+            counts[target] = {}
+            for name, op in built.items():
+                for request in op.requests[:2]:
+                    raw, statements = await ask(request)
+                    _answer(target, name, raw)
+                counts[target][name] = statements
     return counts
 
 
@@ -348,10 +516,11 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {k: v for k, v in vars(args).items() if k not in ("output", "database_url")},
         "targets": {},
     }
-    for target in (t for t in args.targets.split(",") if t):
-        statements = asyncio.run(statements_per_request(target, url, built))
+    targets = [t for t in args.targets.split(",") if t]
+    statements = asyncio.run(inspect(targets, url, built))
+    for target in targets:
         results = run_target(target, url, built, args)
-        for name, count in statements.items():
+        for name, count in statements[target].items():
             results[name]["statements_per_request"] = count
         report["targets"][target] = results
     _summary(report)

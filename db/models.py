@@ -172,6 +172,20 @@ class Task(Base):
         Index("ix_tasks_assignee_id", "assignee_id"),
         # Foreign key to users: deleting a user must not scan tasks.
         Index("ix_tasks_creator_id", "creator_id"),
+        # The search filter (`title ILIKE '%term%' OR description ILIKE '%term%'`): trigram
+        # indexes serve ILIKE with a leading wildcard, which no b-tree can (pg_trgm).
+        Index(
+            "ix_tasks_title_trgm",
+            "title",
+            postgresql_using="gin",
+            postgresql_ops={"title": "gin_trgm_ops"},
+        ),
+        Index(
+            "ix_tasks_description_trgm",
+            "description",
+            postgresql_using="gin",
+            postgresql_ops={"description": "gin_trgm_ops"},
+        ),
     )
 
     id: Mapped[int] = _pk()
