@@ -12,7 +12,7 @@ from sqlalchemy.pool import NullPool
 
 from db.migrations import downgrade, upgrade
 from db.models import Base, Task
-from db.tasks import TaskFilter, _conditions
+from db.tasks import TaskFilter, filter_conditions, filter_params
 
 TABLES = {
     "users",
@@ -109,9 +109,11 @@ async def test_trigram_revision_upgrades_and_downgrades(empty_database: str) -> 
 async def test_search_filter_can_use_the_trigram_indexes(connection: AsyncConnection) -> None:
     # The condition exactly as the task filter writes it; with sequential scans priced out, a
     # plan without the indexes would have to scan (or filter every row of another index).
-    where = _conditions(TaskFilter(search="Login_50%"))
+    flt = TaskFilter(search="Login_50%")
+    where = filter_conditions(flt)
     statement = select(Task.id).where(*where).compile(dialect=connection.dialect)
-    values = tuple(statement.params[name] for name in statement.positiontup or ())
+    params = filter_params(flt)
+    values = tuple(params[name] for name in statement.positiontup or ())
     await connection.execute(text("SET LOCAL enable_seqscan = off"))
     plan = await connection.exec_driver_sql(f"EXPLAIN {statement}", values)
     lines = "\n".join(row[0] for row in plan)
