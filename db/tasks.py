@@ -20,6 +20,7 @@ from sqlalchemy import (
     bindparam,
     cast,
     delete,
+    exists,
     func,
     insert,
     literal,
@@ -146,7 +147,7 @@ def filter_shape(flt: TaskFilter | None) -> tuple[Any, ...] | None:
         flt.priorities is not None,
         flt.assignee_ids is not None,
         flt.unassigned,
-        bool(flt.label_ids),
+        len(set(flt.label_ids or ())),
         flt.project_ids is not None,
         flt.due_before is not None,
         flt.due_after is not None,
@@ -166,10 +167,8 @@ def filter_params(flt: TaskFilter | None) -> dict[str, Any]:
         params["f_priority"] = [int(p) for p in flt.priorities]
     if flt.assignee_ids is not None:
         params["f_assignee"] = list(flt.assignee_ids)
-    if flt.label_ids:
-        wanted = sorted(set(flt.label_ids))
-        params["f_labels"] = wanted
-        params["f_label_count"] = len(wanted)
+    for i, label_id in enumerate(sorted(set(flt.label_ids or ()))):
+        params[f"f_label{i}"] = label_id
     if flt.project_ids is not None:
         params["f_project"] = list(flt.project_ids)
     if flt.due_before is not None:
@@ -205,14 +204,11 @@ def filter_conditions(
         where.append(or_(assigned, T.c.assignee_id.is_(None)) if flt.unassigned else assigned)
     elif flt.unassigned is not None:
         where.append(T.c.assignee_id.is_(None) if flt.unassigned else T.c.assignee_id.isnot(None))
-    if flt.label_ids:
-        carrying = (
-            select(TL.c.task_id)
-            .where(TL.c.label_id == any_(param("f_labels", ids)))
-            .group_by(TL.c.task_id)
-            .having(func.count() == param("f_label_count", BigInteger))
-        )
-        where.append(T.c.id.in_(carrying))
+    # One condition per label, so that PostgreSQL may either look each task's labels up or
+    # start from the tasks that carry a label, whichever the list and the label make cheaper.
+    for i in range(len(set(flt.label_ids or ()))):
+        label = param(f"f_label{i}", BigInteger)
+        where.append(exists().where(TL.c.task_id == T.c.id, TL.c.label_id == label))
     if flt.project_ids is not None:
         where.append(T.c.project_id == any_(param("f_project", ids)))
     if flt.due_before is not None:

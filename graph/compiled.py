@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import enum
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +50,6 @@ from graphql import (
 )
 from graphql.execution.values import get_argument_values, get_variable_values
 from strawberry.schema.schema_converter import GraphQLCoreConverter
-from strawberry.types.arguments import convert_arguments
 
 from db import json_statement, raw
 from db.access import VIEWER_PARAM, Principal, principal_params
@@ -58,6 +57,7 @@ from db.descriptions import ById, Listing
 from db.errors import InvalidArgument
 from db.json_statement import NotCompiled, Pick
 from db.read_types import TYPES
+from graph.argument_conversion import arguments_converter
 from graph.ids import from_global_id
 
 # Switched off by tests that compare the compiled path with the normal one.
@@ -85,6 +85,8 @@ class Site:
     definition: GraphQLField
     node: FieldNode
     described: Any
+    # The field's arguments as its resolver receives them (`graph.argument_conversion`).
+    convert: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
 
 
 @dataclass(slots=True)
@@ -454,14 +456,15 @@ def _arguments(schema: GraphQLSchema, site: Site, values: Any) -> Any:
                     raise Fallback
                 return [from_global_id(i) for i in ids]
             return from_global_id(given["id"])
-        strawberry_schema = schema._strawberry_schema  # type: ignore[attr-defined]
-        backref = site.definition.extensions[GraphQLCoreConverter.DEFINITION_BACKREF]
-        kwargs = convert_arguments(
-            given,
-            backref.arguments,
-            scalar_registry=strawberry_schema.schema_converter.scalar_registry,
-            config=strawberry_schema.config,
-        )
+        if site.convert is None:
+            strawberry_schema = schema._strawberry_schema  # type: ignore[attr-defined]
+            backref = site.definition.extensions[GraphQLCoreConverter.DEFINITION_BACKREF]
+            site.convert = arguments_converter(
+                backref.arguments,
+                strawberry_schema.schema_converter.scalar_registry,
+                strawberry_schema.config,
+            )
+        kwargs = site.convert(given)
         return described.arguments.convert(**{k: _db_value(v) for k, v in kwargs.items()})
     except InvalidArgument:
         raise Fallback from None
