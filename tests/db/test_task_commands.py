@@ -27,6 +27,7 @@ from db.models import (
     TaskStatus,
 )
 from db.results import ProblemCode, Rejected
+from db.tasks import placement
 from tests import factories
 
 A = Activity.__table__
@@ -657,14 +658,14 @@ async def test_a_thousand_inserts_at_the_same_spot_keep_a_strict_order(
     session: AsyncSession, world: factories.World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rebalances = 0
-    original = tasks.rebalance
+    original = placement.rebalance
 
     async def counted(s: AsyncSession, project_id: int) -> None:
         nonlocal rebalances
         rebalances += 1
         await original(s, project_id)
 
-    monkeypatch.setattr(tasks, "rebalance", counted)
+    monkeypatch.setattr(placement, "rebalance", counted)
     member = await as_user(session, world, "member")
     anchor = world.tasks[0].id
     inserted = []

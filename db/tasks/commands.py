@@ -1,58 +1,30 @@
-"""Tasks: reads, filtering and ordering; commands (create, update, delete, labels)."""
+"""Task commands: create, update, delete, add and remove labels; each writes its activity."""
 
 from __future__ import annotations
 
 import enum
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    ColumnElement,
-    Date,
-    Select,
-    SmallInteger,
-    Text,
-    any_,
     bindparam,
-    cast,
     delete,
-    exists,
     func,
     insert,
     literal,
-    or_,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import activities, comments, raw, wire
-from db.access import Principal, PrincipalSQL
+from db import activities
+from db.access import Principal
 from db.activities import change
-from db.descriptions import (
-    Arguments,
-    Columns,
-    Listing,
-    Many,
-    NodeType,
-    One,
-    Param,
-    Value,
-    global_id,
-    page_arguments,
-    sort_keys_of,
-    timestamp,
-    value,
-)
-from db.errors import InvalidArgument
-from db.lists import counts_by_parent, pages_by_parent
 from db.models import (
     ActivityKind,
     ApiKey,
@@ -64,269 +36,18 @@ from db.models import (
     TaskPriority,
     TaskStatus,
 )
-from db.pagination import Page, PageArgs, SortKey, Source
 from db.permissions import require_task_editor
 from db.results import Problem, ProblemCode, Rejected, reject
-from db.sql import any_id, escape_like, in_ids
+from db.sql import any_id
+from db.tasks.placement import POSITION_STEP, placement
 from db.validation import length
 
 T = Task.__table__
 P = Project.__table__
 L = Label.__table__
 TL = TaskLabel.__table__
-
-TaskOrderField = Literal["CREATED_AT", "UPDATED_AT", "DUE_DATE", "PRIORITY", "POSITION", "NUMBER"]
-# (field, descending) pairs.
-Order = tuple[tuple[TaskOrderField, bool], ...]
-
-# Tasks without a due date sort after every dated task (ascending), as PostgreSQL does with
-# NULLS LAST, but as a real value so that keyset cursors can compare it.
-_DUE = func.coalesce(T.c.due_date, cast(literal("infinity"), Date))
-
-_ORDER_EXPRS: dict[str, tuple[ColumnElement[Any], Any]] = {
-    "CREATED_AT": (T.c.created_at, "datetime"),
-    "UPDATED_AT": (T.c.updated_at, "datetime"),
-    "DUE_DATE": (_DUE, "date"),
-    "PRIORITY": (T.c.priority, "int"),
-    "POSITION": (T.c.position, "float"),
-    "NUMBER": (T.c.number, "int"),
-}
-
-MAX_FILTER_VALUES = 100
-MAX_SEARCH_LENGTH = 200
-
-
-@dataclass(frozen=True, slots=True)
-class TaskFilter:
-    statuses: Sequence[TaskStatus] | None = None
-    priorities: Sequence[TaskPriority] | None = None
-    assignee_ids: Sequence[int] | None = None
-    unassigned: bool | None = None
-    label_ids: Sequence[int] | None = None
-    project_ids: Sequence[int] | None = None
-    due_before: date | None = None
-    due_after: date | None = None
-    completed: bool | None = None
-    search: str | None = None
-
-
-def sort_keys(order: Sequence[tuple[TaskOrderField, bool]]) -> list[SortKey]:
-    """Sort keys for (field, descending) pairs, with id as the final tie-break."""
-    keys: list[SortKey] = []
-    seen: set[str] = set()
-    for field, descending in order:
-        if field in seen:
-            raise InvalidArgument(f"orderBy names {field} more than once.")
-        seen.add(field)
-        expr, kind = _ORDER_EXPRS[field]
-        keys.append(SortKey(field, expr, kind, descending))
-    tie_break_descending = keys[-1].descending if keys else False
-    keys.append(SortKey("ID", T.c.id, "int", tie_break_descending))
-    return keys
-
-
-def check_filter(flt: TaskFilter) -> None:
-    for name in ("statuses", "priorities", "assignee_ids", "label_ids", "project_ids"):
-        values = getattr(flt, name)
-        if values is not None and len(values) > MAX_FILTER_VALUES:
-            raise InvalidArgument(f"A filter list holds at most {MAX_FILTER_VALUES} values.")
-    if flt.search is not None and len(flt.search.strip()) > MAX_SEARCH_LENGTH:
-        raise InvalidArgument(f"search is limited to {MAX_SEARCH_LENGTH} characters.")
-
-
-def _search_term(flt: TaskFilter) -> str:
-    return flt.search.strip() if flt.search is not None else ""
-
-
-def filter_shape(flt: TaskFilter | None) -> tuple[Any, ...] | None:
-    """What of a filter changes its statement's text; the values are `filter_params`."""
-    if flt is None:
-        return None
-    return (
-        flt.statuses is not None,
-        flt.priorities is not None,
-        flt.assignee_ids is not None,
-        flt.unassigned,
-        len(set(flt.label_ids or ())),
-        flt.project_ids is not None,
-        flt.due_before is not None,
-        flt.due_after is not None,
-        flt.completed,
-        bool(_search_term(flt)),
-    )
-
-
-def filter_params(flt: TaskFilter | None) -> dict[str, Any]:
-    if flt is None:
-        return {}
-    check_filter(flt)
-    params: dict[str, Any] = {}
-    if flt.statuses is not None:
-        params["f_status"] = [s.value for s in flt.statuses]
-    if flt.priorities is not None:
-        params["f_priority"] = [int(p) for p in flt.priorities]
-    if flt.assignee_ids is not None:
-        params["f_assignee"] = list(flt.assignee_ids)
-    for i, label_id in enumerate(sorted(set(flt.label_ids or ()))):
-        params[f"f_label{i}"] = label_id
-    if flt.project_ids is not None:
-        params["f_project"] = list(flt.project_ids)
-    if flt.due_before is not None:
-        params["f_due_before"] = flt.due_before
-    if flt.due_after is not None:
-        params["f_due_after"] = flt.due_after
-    term = _search_term(flt)
-    if term:
-        params["f_search"] = f"%{escape_like(term)}%"
-    return params
-
-
-def _param(name: str, type_: Any) -> Any:
-    return bindparam(name, type_=type_)
-
-
-def filter_conditions(
-    flt: TaskFilter | None, param: Callable[[str, Any], Any] = _param
-) -> list[ColumnElement[bool]]:
-    """The filter's conditions on `tasks`, its values as parameters `param("f_...", type)`
-    (given by `filter_params`), so that one statement serves every filter of the same shape."""
-    if flt is None:
-        return []
-
-    ids = ARRAY(BigInteger)
-    where: list[ColumnElement[bool]] = []
-    if flt.statuses is not None:
-        where.append(T.c.status == any_(param("f_status", ARRAY(Text))))
-    if flt.priorities is not None:
-        where.append(T.c.priority == any_(param("f_priority", ARRAY(SmallInteger))))
-    if flt.assignee_ids is not None:
-        assigned = T.c.assignee_id == any_(param("f_assignee", ids))
-        where.append(or_(assigned, T.c.assignee_id.is_(None)) if flt.unassigned else assigned)
-    elif flt.unassigned is not None:
-        where.append(T.c.assignee_id.is_(None) if flt.unassigned else T.c.assignee_id.isnot(None))
-    # One condition per label, so that PostgreSQL may either look each task's labels up or
-    # start from the tasks that carry a label, whichever the list and the label make cheaper.
-    for i in range(len(set(flt.label_ids or ()))):
-        label = param(f"f_label{i}", BigInteger)
-        where.append(exists().where(TL.c.task_id == T.c.id, TL.c.label_id == label))
-    if flt.project_ids is not None:
-        where.append(T.c.project_id == any_(param("f_project", ids)))
-    if flt.due_before is not None:
-        where.append(T.c.due_date < param("f_due_before", Date))
-    if flt.due_after is not None:
-        where.append(T.c.due_date > param("f_due_after", Date))
-    if flt.completed is not None:
-        where.append(T.c.completed_at.isnot(None) if flt.completed else T.c.completed_at.is_(None))
-    if _search_term(flt):
-        pattern = param("f_search", Text)
-        where.append(or_(T.c.title.ilike(pattern), T.c.description.ilike(pattern)))
-    return where
-
-
-def task_rows() -> Select[Any]:
-    """A task's row: its columns, and its project's key for the task key ("ENG-42")."""
-    # An outer join on the project's primary key: PostgreSQL leaves it out where nothing of the
-    # project is used (a count), and joins once rather than looking the key up per row.
-    joined = T.outerjoin(P, P.c.id == T.c.project_id)
-    return select(T, P.c.key.label("project_key")).select_from(joined)
-
-
-# Workspace-wide lists show the newest tasks first; a board lists them in their manual order.
-WORKSPACE_TASK_ORDER: tuple[tuple[TaskOrderField, bool], ...] = (("CREATED_AT", True),)
-PROJECT_TASK_ORDER: tuple[tuple[TaskOrderField, bool], ...] = (("POSITION", False),)
-MAX_ORDER_KEYS = 6
-
-
-def task_list_arguments(
-    default_order: tuple[tuple[TaskOrderField, bool], ...],
-    filter: TaskFilter | None = None,
-    order_by: Sequence[tuple[TaskOrderField, bool]] | None = None,
-) -> tuple[TaskFilter | None, tuple[tuple[TaskOrderField, bool], ...]]:
-    """A task list's filter and order (field, descending), checked as the API checks them."""
-    if order_by is not None and len(order_by) > MAX_ORDER_KEYS:
-        raise InvalidArgument(f"orderBy takes at most {MAX_ORDER_KEYS} keys.")
-    order = tuple(order_by) if order_by else default_order
-    sort_keys(order)
-    if filter is not None:
-        check_filter(filter)
-    return filter, order
-
-
-def _filtered(flt: TaskFilter | None) -> Source:
-    shape = filter_shape(flt)
-    return Source(("tasks", shape), lambda: task_rows().where(*filter_conditions(flt)))
-
-
-async def task_pages(
-    session: AsyncSession,
-    parent: Literal["workspace", "project"],
-    parent_ids: Sequence[int],
-    flt: TaskFilter | None,
-    order: Sequence[tuple[TaskOrderField, bool]],
-    args: PageArgs,
-) -> dict[int, Page]:
-    column = T.c.workspace_id if parent == "workspace" else T.c.project_id
-    return await pages_by_parent(
-        session, _filtered(flt), column, parent_ids, sort_keys(order), args, **filter_params(flt)
-    )
-
-
-async def task_counts(
-    session: AsyncSession,
-    parent: Literal["workspace", "project"],
-    parent_ids: Sequence[int],
-    flt: TaskFilter | None,
-) -> dict[int, int]:
-    column = T.c.workspace_id if parent == "workspace" else T.c.project_id
-    return await counts_by_parent(session, _filtered(flt), column, parent_ids, **filter_params(flt))
-
-
-_KEY = re.compile(r"^([A-Z][A-Z0-9]{1,9})-([1-9][0-9]{0,8})$")
-
-
-def parse_key(key: str) -> tuple[str, int] | None:
-    match = _KEY.match(key.strip().upper())
-    return (match.group(1), int(match.group(2))) if match else None
-
-
-async def tasks_by_key(
-    session: AsyncSession, keys: Sequence[tuple[int, str]]
-) -> dict[tuple[int, str], Any]:
-    """Tasks by (workspace id, human key such as "ENG-42"); the caller has checked that it may
-    read the workspaces. Malformed keys find nothing."""
-    wanted: dict[tuple[int, str, int], tuple[int, str]] = {}
-    for workspace_id, key in keys:
-        parsed = parse_key(key)
-        if parsed is not None:
-            wanted[(workspace_id, *parsed)] = (workspace_id, key)
-    if not wanted:
-        return {}
-    stmt = (
-        select(T, P.c.key.label("project_key"))
-        .join(P, P.c.id == T.c.project_id)
-        .where(tuple_(P.c.workspace_id, P.c.key, T.c.number).in_(list(wanted)))
-    )
-    found = {}
-    for row in (await session.execute(stmt)).all():
-        found[wanted[(row.workspace_id, row.project_key, row.number)]] = row
-    return found
-
-
-def _labels_by_task() -> Any:
-    return (
-        select(TL.c.task_id, L)
-        .join(L, L.c.id == TL.c.label_id)
-        .where(in_ids(TL.c.task_id, "ids"))
-        .order_by(TL.c.task_id, func.lower(L.c.name), L.c.id)
-    )
-
-
-async def labels_by_task(session: AsyncSession, task_ids: Sequence[int]) -> dict[int, list[Any]]:
-    labels: dict[int, list[Any]] = {tid: [] for tid in task_ids}
-    for row in await raw.rows(session, "labels_by_task", _labels_by_task, ids=list(task_ids)):
-        labels[row.task_id].append(row)
-    return labels
-
+M = Membership.__table__
+K = ApiKey.__table__
 
 # ---------------------------------------------------------------- commands
 
@@ -336,12 +57,6 @@ K = ApiKey.__table__
 TITLE_MAX = 200
 DESCRIPTION_MAX = 50_000
 MAX_LABELS_PER_CALL = 100
-# New tasks go to the end of the board, this far behind the last one; a rebalance spaces
-# every task of the project this far apart again.
-POSITION_STEP = 1024.0
-# Below this gap between two neighbours a midpoint is no longer trusted to lie strictly
-# between them (doubles carry ~16 significant digits), so the project is rebalanced first.
-MIN_POSITION_GAP = 1e-9
 CLOSED = frozenset({TaskStatus.DONE, TaskStatus.CANCELED})
 
 
@@ -720,7 +435,7 @@ async def update_task(
     position = None
     if placing:
         try:
-            position = await _placement(
+            position = await placement(
                 session, before, changes.after_task_id, changes.before_task_id
             )
         except Rejected as rejected:
@@ -786,105 +501,6 @@ async def update_task(
         entries,
     )
     return row
-
-
-def _order_key(row: Any) -> tuple[float, int]:
-    # Boards order by (position, id); ties in position are broken by id.
-    return (row.position, row.id)
-
-
-def _between(lo: Any, hi: Any) -> float | None:
-    """A position strictly between the neighbours, or None when they are too close."""
-    if hi is None:
-        return float(lo.position + POSITION_STEP)
-    if lo is None:
-        return float(hi.position - POSITION_STEP)
-    mid = (lo.position + hi.position) / 2
-    if hi.position - lo.position < MIN_POSITION_GAP or not lo.position < mid < hi.position:
-        return None
-    return float(mid)
-
-
-async def _neighbour(session: AsyncSession, task: Any, of: Any, *, after: bool) -> Any:
-    """The task right after (or before) `of` on the board, not counting `task` itself."""
-    key = tuple_(T.c.position, T.c.id)
-    mark = tuple_(literal(of.position), literal(of.id, BigInteger))
-    stmt = (
-        select(T.c.id, T.c.position)
-        .where(
-            T.c.project_id == task.project_id,
-            T.c.id != task.id,
-            key > mark if after else key < mark,
-        )
-        .order_by(*((T.c.position, T.c.id) if after else (T.c.position.desc(), T.c.id.desc())))
-        .limit(1)
-    )
-    return (await session.execute(stmt)).first()
-
-
-async def _positions(session: AsyncSession, project_id: int, ids: Sequence[int]) -> dict[int, Any]:
-    stmt = select(T.c.id, T.c.position).where(any_id(T.c.id, ids), T.c.project_id == project_id)
-    return {row.id: row for row in (await session.execute(stmt)).all()}
-
-
-async def rebalance(session: AsyncSession, project_id: int) -> None:
-    """Space the project's tasks POSITION_STEP apart, keeping their order.
-
-    Not a change of any task (the order stays), so no version bump and no activity.
-    """
-    ranked = (
-        select(
-            T.c.id,
-            (func.row_number().over(order_by=(T.c.position, T.c.id)) * POSITION_STEP).label("pos"),
-        )
-        .where(T.c.project_id == project_id)
-        .subquery()
-    )
-    await session.execute(
-        update(T)
-        .where(T.c.id == ranked.c.id, T.c.position != ranked.c.pos)
-        .values(position=ranked.c.pos)
-    )
-
-
-async def _placement(
-    session: AsyncSession, task: Any, after_id: int | None, before_id: int | None
-) -> float | None:
-    """The task's new position between the given neighbours, or None if it already is there.
-
-    The caller holds the project's row lock.
-    """
-    found = await _positions(session, task.project_id, [i for i in (after_id, before_id) if i])
-    problems = [
-        Problem("Must be another task of the same project.", ProblemCode.INVALID, ("input", name))
-        for name, wanted in (("afterTaskId", after_id), ("beforeTaskId", before_id))
-        if wanted is not None and (wanted == task.id or wanted not in found)
-    ]
-    if problems:
-        raise Rejected(problems)
-    lo = found.get(after_id) if after_id is not None else None
-    hi = found.get(before_id) if before_id is not None else None
-    if lo is not None and hi is not None and _order_key(lo) >= _order_key(hi):
-        raise reject(
-            "afterTaskId must come before beforeTaskId on the board.",
-            ProblemCode.INVALID,
-            "input",
-            "beforeTaskId",
-        )
-    if hi is None:
-        hi = await _neighbour(session, task, lo, after=True)
-    elif lo is None:
-        lo = await _neighbour(session, task, hi, after=False)
-    here = _order_key(task)
-    if (lo is None or _order_key(lo) < here) and (hi is None or here < _order_key(hi)):
-        return None
-    position = _between(lo, hi)
-    if position is None:
-        await rebalance(session, task.project_id)
-        found = await _positions(session, task.project_id, [lo.id, hi.id])
-        position = _between(found[lo.id], found[hi.id])
-        assert position is not None, "positions are far apart after a rebalance"
-    return position
 
 
 async def delete_task(session: AsyncSession, principal: Principal, task_id: int) -> Any:
@@ -989,82 +605,3 @@ async def remove_labels_from_task(
     ]
     now = [label for label in current if label.id not in removed]
     return await _labels_changed(session, principal, task, _names(current), _names(now))
-
-
-# ---------------------------------------------------------------- read description
-
-
-def list_arguments(default_order: Order) -> Arguments:
-    """The arguments of a task list: filter, orderBy and the page."""
-    return page_arguments(
-        lambda **given: task_list_arguments(default_order, **given),
-        shape=lambda rest: (filter_shape(rest[0]), rest[1]),
-        params=lambda rest: filter_params(rest[0]),
-    )
-
-
-def task_list(
-    parent_column: str, default_order: tuple[tuple[TaskOrderField, bool], ...]
-) -> Listing:
-    """The tasks of a workspace or project (`parent_column` of the task is the parent's id)."""
-    return Listing(
-        "Task",
-        lambda rest: sort_keys(rest[1]),
-        list_arguments(default_order),
-        where=lambda t, parent, p, args, param: [
-            t[parent_column] == parent.id,
-            *filter_conditions(args.rest[0], param),
-        ],
-    )
-
-
-def _labels_of_task(parent: Columns, p: PrincipalSQL, args: Any, param: Param) -> Any:
-    # A join, not a subquery: the parent is correlated at the level of the rows' statement.
-    joined = L.join(TL, TL.c.label_id == L.c.id)
-    return select(L).select_from(joined).where(TL.c.task_id == parent.id)
-
-
-def _comment_count(c: Columns, p: PrincipalSQL) -> Any:
-    return select(func.count()).where(comments.C.c.task_id == c.id).scalar_subquery()
-
-
-_PRIORITIES = [priority.name for priority in TaskPriority]
-
-TASK = NodeType(
-    "Task",
-    task_rows,
-    {
-        "id": global_id("Task"),
-        "number": value("number"),
-        "key": Value(lambda c, p: wire.task_key_sql(c.project_key, c.number)),
-        "title": value("title"),
-        "description": value("description"),
-        "status": value("status"),
-        "priority": value("priority", lambda v: wire.enum_name_sql(v, _PRIORITIES)),
-        "due_date": value("due_date", wire.day_sql),
-        "position": value("position", wire.number_json_sql),
-        "version": value("version"),
-        "completed_at": timestamp("completed_at"),
-        "created_at": timestamp("created_at"),
-        "updated_at": timestamp("updated_at"),
-        "project": One("Project", lambda x, parent, p, args, param: [x.id == parent.project_id]),
-        "assignee": One("User", lambda u, parent, p, args, param: [u.id == parent.assignee_id]),
-        "creator": One("User", lambda u, parent, p, args, param: [u.id == parent.creator_id]),
-        "labels": Many("Label", lambda c: (func.lower(c.name), c.id), rows=_labels_of_task),
-        "comment_count": Value(_comment_count),
-        "viewer_can_edit": Value(lambda c, p: c.workspace_id == any_(p.task_editable)),
-        "comments": Listing(
-            "Comment",
-            sort_keys_of(comments.COMMENT_KEYS),
-            page_arguments(),
-            where=lambda x, parent, p, args, param: [x.task_id == parent.id],
-        ),
-        "activity": Listing(
-            "Activity",
-            sort_keys_of(activities.ACTIVITY_KEYS),
-            page_arguments(),
-            where=lambda x, parent, p, args, param: [x.task_id == parent.id],
-        ),
-    },
-    visible=lambda c, p: c.workspace_id == any_(p.readable),
-)

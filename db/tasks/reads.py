@@ -1,0 +1,185 @@
+"""Task reads: orders and sort keys, the task row, pages and counts per parent, tasks by key,
+labels by task."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    Select,
+    cast,
+    func,
+    literal,
+    select,
+    tuple_,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db import raw
+from db.errors import InvalidArgument
+from db.lists import counts_by_parent, pages_by_parent
+from db.models import (
+    ApiKey,
+    Label,
+    Membership,
+    Project,
+    Task,
+    TaskLabel,
+)
+from db.pagination import Page, PageArgs, SortKey, Source
+from db.sql import in_ids
+from db.tasks.filters import (
+    TaskFilter,
+    check_filter,
+    filter_conditions,
+    filter_params,
+    filter_shape,
+)
+
+T = Task.__table__
+P = Project.__table__
+L = Label.__table__
+TL = TaskLabel.__table__
+M = Membership.__table__
+K = ApiKey.__table__
+
+TaskOrderField = Literal["CREATED_AT", "UPDATED_AT", "DUE_DATE", "PRIORITY", "POSITION", "NUMBER"]
+# (field, descending) pairs.
+Order = tuple[tuple[TaskOrderField, bool], ...]
+
+# Tasks without a due date sort after every dated task (ascending), as PostgreSQL does with
+# NULLS LAST, but as a real value so that keyset cursors can compare it.
+_DUE = func.coalesce(T.c.due_date, cast(literal("infinity"), Date))
+
+_ORDER_EXPRS: dict[str, tuple[ColumnElement[Any], Any]] = {
+    "CREATED_AT": (T.c.created_at, "datetime"),
+    "UPDATED_AT": (T.c.updated_at, "datetime"),
+    "DUE_DATE": (_DUE, "date"),
+    "PRIORITY": (T.c.priority, "int"),
+    "POSITION": (T.c.position, "float"),
+    "NUMBER": (T.c.number, "int"),
+}
+
+
+def sort_keys(order: Sequence[tuple[TaskOrderField, bool]]) -> list[SortKey]:
+    """Sort keys for (field, descending) pairs, with id as the final tie-break."""
+    keys: list[SortKey] = []
+    seen: set[str] = set()
+    for field, descending in order:
+        if field in seen:
+            raise InvalidArgument(f"orderBy names {field} more than once.")
+        seen.add(field)
+        expr, kind = _ORDER_EXPRS[field]
+        keys.append(SortKey(field, expr, kind, descending))
+    tie_break_descending = keys[-1].descending if keys else False
+    keys.append(SortKey("ID", T.c.id, "int", tie_break_descending))
+    return keys
+
+
+def task_rows() -> Select[Any]:
+    """A task's row: its columns, and its project's key for the task key ("ENG-42")."""
+    # An outer join on the project's primary key: PostgreSQL leaves it out where nothing of the
+    # project is used (a count), and joins once rather than looking the key up per row.
+    joined = T.outerjoin(P, P.c.id == T.c.project_id)
+    return select(T, P.c.key.label("project_key")).select_from(joined)
+
+
+# Workspace-wide lists show the newest tasks first; a board lists them in their manual order.
+WORKSPACE_TASK_ORDER: tuple[tuple[TaskOrderField, bool], ...] = (("CREATED_AT", True),)
+PROJECT_TASK_ORDER: tuple[tuple[TaskOrderField, bool], ...] = (("POSITION", False),)
+MAX_ORDER_KEYS = 6
+
+
+def task_list_arguments(
+    default_order: tuple[tuple[TaskOrderField, bool], ...],
+    filter: TaskFilter | None = None,
+    order_by: Sequence[tuple[TaskOrderField, bool]] | None = None,
+) -> tuple[TaskFilter | None, tuple[tuple[TaskOrderField, bool], ...]]:
+    """A task list's filter and order (field, descending), checked as the API checks them."""
+    if order_by is not None and len(order_by) > MAX_ORDER_KEYS:
+        raise InvalidArgument(f"orderBy takes at most {MAX_ORDER_KEYS} keys.")
+    order = tuple(order_by) if order_by else default_order
+    sort_keys(order)
+    if filter is not None:
+        check_filter(filter)
+    return filter, order
+
+
+def _filtered(flt: TaskFilter | None) -> Source:
+    shape = filter_shape(flt)
+    return Source(("tasks", shape), lambda: task_rows().where(*filter_conditions(flt)))
+
+
+async def task_pages(
+    session: AsyncSession,
+    parent: Literal["workspace", "project"],
+    parent_ids: Sequence[int],
+    flt: TaskFilter | None,
+    order: Sequence[tuple[TaskOrderField, bool]],
+    args: PageArgs,
+) -> dict[int, Page]:
+    column = T.c.workspace_id if parent == "workspace" else T.c.project_id
+    return await pages_by_parent(
+        session, _filtered(flt), column, parent_ids, sort_keys(order), args, **filter_params(flt)
+    )
+
+
+async def task_counts(
+    session: AsyncSession,
+    parent: Literal["workspace", "project"],
+    parent_ids: Sequence[int],
+    flt: TaskFilter | None,
+) -> dict[int, int]:
+    column = T.c.workspace_id if parent == "workspace" else T.c.project_id
+    return await counts_by_parent(session, _filtered(flt), column, parent_ids, **filter_params(flt))
+
+
+_KEY = re.compile(r"^([A-Z][A-Z0-9]{1,9})-([1-9][0-9]{0,8})$")
+
+
+def parse_key(key: str) -> tuple[str, int] | None:
+    match = _KEY.match(key.strip().upper())
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+async def tasks_by_key(
+    session: AsyncSession, keys: Sequence[tuple[int, str]]
+) -> dict[tuple[int, str], Any]:
+    """Tasks by (workspace id, human key such as "ENG-42"); the caller has checked that it may
+    read the workspaces. Malformed keys find nothing."""
+    wanted: dict[tuple[int, str, int], tuple[int, str]] = {}
+    for workspace_id, key in keys:
+        parsed = parse_key(key)
+        if parsed is not None:
+            wanted[(workspace_id, *parsed)] = (workspace_id, key)
+    if not wanted:
+        return {}
+    stmt = (
+        select(T, P.c.key.label("project_key"))
+        .join(P, P.c.id == T.c.project_id)
+        .where(tuple_(P.c.workspace_id, P.c.key, T.c.number).in_(list(wanted)))
+    )
+    found = {}
+    for row in (await session.execute(stmt)).all():
+        found[wanted[(row.workspace_id, row.project_key, row.number)]] = row
+    return found
+
+
+def _labels_by_task() -> Any:
+    return (
+        select(TL.c.task_id, L)
+        .join(L, L.c.id == TL.c.label_id)
+        .where(in_ids(TL.c.task_id, "ids"))
+        .order_by(TL.c.task_id, func.lower(L.c.name), L.c.id)
+    )
+
+
+async def labels_by_task(session: AsyncSession, task_ids: Sequence[int]) -> dict[int, list[Any]]:
+    labels: dict[int, list[Any]] = {tid: [] for tid in task_ids}
+    for row in await raw.rows(session, "labels_by_task", _labels_by_task, ids=list(task_ids)):
+        labels[row.task_id].append(row)
+    return labels
