@@ -121,31 +121,48 @@ async def fetch(session: AsyncSession, compiled: Shape, **params: Any) -> list[R
             value = params[name]
         args.append(process(value) if process is not None and value is not None else value)
     driver = await _announced(session, compiled.sql, args)
-    async with _guarded(session):
+    async with _guarded(session, driver):
         return await driver.fetch(compiled.sql, *args, record_class=Row)  # type: ignore[no-any-return]
 
 
 async def value(session: AsyncSession, sql: str, args: Sequence[Any]) -> Any:
     """The single value of a statement written as SQL with positional parameters."""
     driver = await _announced(session, sql, args)
-    async with _guarded(session):
+    async with _guarded(session, driver):
         return await driver.fetchval(sql, *args)
 
 
-# Errors that mean the connection itself is gone or unusable (the server restarted, the
-# connection was killed): it is thrown away, not returned to the pool for the next request.
-_BROKEN = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+def ends_connection(error: BaseException, driver: asyncpg.Connection) -> bool:
+    """Whether the connection must be thrown away, not returned to the pool, after `error`.
+
+    Only an error PostgreSQL reported for the statement leaves the connection ready for the
+    next one. A list of "connection" error classes misses a race: a server ending an idle
+    connection sends a FATAL error, then closes the socket. asyncpg reads the error outside
+    any statement and enters its error-consume state, but `is_closed()` stays false until it
+    has read the end of the stream too; a statement sent in between fails with
+    `InternalClientError` ("another operation (2) is in progress"). Kept, the connection went
+    back to the pool and the request's fallback got it back, closed by then.
+    """
+    if driver.is_closed():
+        return True
+    if isinstance(error, asyncpg.PostgresError):
+        if isinstance(error, asyncpg.PostgresConnectionError):
+            return True
+        severity = error.severity_en or error.severity  # type: ignore[attr-defined]
+        return severity in ("FATAL", "PANIC")
+    return True
 
 
 @asynccontextmanager
-async def _guarded(session: AsyncSession) -> AsyncIterator[None]:
+async def _guarded(session: AsyncSession, driver: asyncpg.Connection) -> AsyncIterator[None]:
     """Throw the session's connection away when it is broken; SQLAlchemy does not see the
     errors of statements sent to the driver directly."""
     try:
         yield
-    except _BROKEN:
-        session.info.pop(_DRIVER, None)
-        await (await session.connection()).invalidate()
+    except Exception as error:
+        if ends_connection(error, driver):
+            session.info.pop(_DRIVER, None)
+            await (await session.connection()).invalidate()
         raise
 
 
@@ -165,8 +182,9 @@ class Pooled:
             sync_engine.dispatch.before_cursor_execute(None, None, sql, tuple(args), None, False)
         try:
             return await self.driver.fetchval(sql, *args)
-        except _BROKEN:
-            self.broken = True
+        except Exception as error:
+            if ends_connection(error, self.driver):
+                self.broken = True
             raise
 
 

@@ -3,12 +3,15 @@ counting, and how they behave with and without a transaction."""
 
 from __future__ import annotations
 
+import struct
+
+import asyncpg
 import pytest
 from sqlalchemy import BigInteger, Integer, any_, bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from db import raw
-from db.engine import make_engine, make_session_factory
+from db.engine import PoolSettings, make_engine, make_session_factory
 from db.models import Task, User
 from db.sql import any_str, ids_param
 from tests import factories
@@ -136,3 +139,71 @@ async def test_a_read_only_session_sends_no_begin_and_holds_no_transaction(
             assert [r.name for r in rows] == ["After reads"]
     finally:
         await engine.dispose()
+
+
+def _fatal_error_message(sqlstate: str, message: str) -> bytes:
+    """A PostgreSQL ErrorResponse of severity FATAL, as the wire carries it."""
+    fields = b"".join(
+        code + value.encode() + b"\0"
+        for code, value in ((b"S", "FATAL"), (b"V", "FATAL"), (b"C", sqlstate), (b"M", message))
+    )
+    body = fields + b"\0"
+    return b"E" + struct.pack("!i", len(body) + 4) + body
+
+
+async def test_a_connection_the_server_is_ending_is_thrown_away(engine: AsyncEngine) -> None:
+    # A server ending an idle connection sends a FATAL error, then closes the socket. Between
+    # the two, asyncpg refuses statements with a client error while `is_closed()` is false;
+    # the connection must not go back to the pool then.
+    single = make_engine(
+        engine.url.render_as_string(hide_password=False), PoolSettings(size=1, max_overflow=0)
+    )
+    try:
+        async with raw.connection(single) as pooled:
+            ending = pooled.driver
+            assert await pooled.value("SELECT 1", []) == 1
+        ending._protocol.data_received(  # type: ignore[attr-defined]
+            _fatal_error_message("57P01", "terminating connection due to administrator command")
+        )
+        assert not ending.is_closed()
+        async with raw.connection(single) as pooled:
+            assert pooled.driver is ending
+            with pytest.raises(asyncpg.InternalClientError):
+                await pooled.value("SELECT 1", [])
+            # The caller answers some other way; the connection is not handed out again.
+            assert pooled.broken
+        async with raw.connection(single) as pooled:
+            assert pooled.driver is not ending
+            assert await pooled.value("SELECT 1", []) == 1
+        sessions = make_session_factory(single)
+        async with sessions() as session:
+            driver = (await (await session.connection()).get_raw_connection()).driver_connection
+            driver._protocol.data_received(  # type: ignore[attr-defined]
+                _fatal_error_message("57P01", "terminating connection due to administrator command")
+            )
+            with pytest.raises(asyncpg.InternalClientError):
+                await raw.value(session, "SELECT 1", [])
+        async with sessions() as session:
+            assert await raw.value(session, "SELECT 1", []) == 1
+            assert (
+                await (await session.connection()).get_raw_connection()
+            ).driver_connection is not driver
+    finally:
+        await single.dispose()
+
+
+async def test_a_statement_error_keeps_the_connection(engine: AsyncEngine) -> None:
+    single = make_engine(
+        engine.url.render_as_string(hide_password=False), PoolSettings(size=1, max_overflow=0)
+    )
+    try:
+        async with raw.connection(single) as pooled:
+            kept = pooled.driver
+            with pytest.raises(asyncpg.DivisionByZeroError):
+                await pooled.value("SELECT 1 / 0", [])
+            assert not pooled.broken
+        async with raw.connection(single) as pooled:
+            assert pooled.driver is kept
+            assert await pooled.value("SELECT 1", []) == 1
+    finally:
+        await single.dispose()
