@@ -9,31 +9,20 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import orjson
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from strawberry.fastapi import GraphQLRouter
 
 from db import raw
-from db.access import ANONYMOUS
 from db.engine import PoolSettings, make_engine, make_session_factory
-from db.errors import Unauthenticated
-from graph.auth import authenticate, token_user
-from graph.context import Context
-from graph.http import GraphQLPost, Run
+from graph.context import Resources, Run
 from graph.schema import build_schema
 from graph.settings import Settings, SettingsError, load_settings
+from graph.view import GraphQLView
 
 logger = logging.getLogger("taskgraph")
-
-
-class _Router(GraphQLRouter[Context, None]):
-    def encode_json(self, data: object) -> bytes:
-        # orjson is ~10x faster than json for large results.
-        return orjson.dumps(data)
 
 
 def create_app(
@@ -91,7 +80,7 @@ def create_app(
 
     @asynccontextmanager
     async def open_reader() -> AsyncIterator[Run]:
-        """One statement's connection for a compiled query (graph/http.py)."""
+        """One statement's connection for a compiled query (graph/view.py)."""
         if session_factory is not None:
             # Tests' sessions share their connection and its transaction: reads go through them.
             async with open_session() as session:
@@ -103,30 +92,6 @@ def create_app(
             return
         async with turn(), raw.connection(engine) as pooled:
             yield pooled.value
-
-    @asynccontextmanager
-    async def open_context(authorization: str | None) -> AsyncIterator[Context]:
-        async with open_session() as session:
-            auth_error: Unauthenticated | None = None
-            viewer = None
-            try:
-                principal, viewer = await authenticate(
-                    authorization, secret_key=secret_key, session=session
-                )
-            except Unauthenticated as exc:
-                principal, auth_error = ANONYMOUS, exc
-            context = Context(session, principal, settings)
-            context.auth_error = auth_error
-            if viewer is not None:
-                context.loaders.user.prime(viewer.id, viewer)
-            try:
-                yield context
-            finally:
-                await context.settle()
-
-    async def get_context(request: Request) -> AsyncIterator[Context]:
-        async with open_context(request.headers.get("authorization")) as context:
-            yield context
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -143,15 +108,6 @@ def create_app(
         openapi_url=None,
     )
     schema = build_schema(debug=settings.debug)
-    # Added first, so that it runs inside the CORS middleware.
-    app.add_middleware(
-        GraphQLPost,
-        schema=schema,
-        open_context=open_context,
-        open_reader=open_reader,
-        token_user=lambda authorization: token_user(authorization, secret_key=secret_key),
-        path="/graphql",
-    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -160,15 +116,21 @@ def create_app(
             allow_headers=["authorization", "content-type"],
             max_age=600,
         )
-    router: Any = _Router(
+    router = GraphQLView(
         schema,
-        context_getter=get_context,
+        "/graphql",
+        resources=Resources(
+            settings=settings,
+            secret_key=secret_key,
+            open_session=open_session,
+            open_reader=open_reader,
+        ),
         graphql_ide="graphiql" if settings.graphiql else None,
         # Queries over GET would let a cross-site <img> run them with the browser's cookies;
         # only POST runs operations.
         allow_queries_via_get=False,
     )
-    app.include_router(router, prefix="/graphql")
+    router.mount(app)
     app.state.engine = engine
 
     @app.get("/healthz", include_in_schema=False)

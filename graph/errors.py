@@ -30,6 +30,8 @@ class ErrorCode(enum.StrEnum):
     RATE_LIMITED = "RATE_LIMITED"
     PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+    # A request refused at the HTTP level, before any operation (malformed body, no query).
+    BAD_REQUEST = "BAD_REQUEST"
 
 
 class ApiError(Exception):

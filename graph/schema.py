@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 import strawberry
@@ -11,7 +11,9 @@ from graphql import GraphQLError
 from strawberry.extensions import ParserCache, SchemaExtension
 from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 
+from graph.context import Context
 from graph.errors import ErrorCode, classify_all
 from graph.execution import FastListExecutionContext
 from graph.mutations.api_keys import ApiKeyMutations
@@ -37,19 +39,34 @@ class Mutation(
     pass
 
 
-class AuthGate(SchemaExtension):
-    """Refuses the whole operation when the request carried bad credentials."""
+class Authentication(SchemaExtension):
+    """Builds the request's principal before the operation runs (graph/context.py), and
+    refuses the whole operation when the request carried bad credentials."""
 
-    def on_execute(self) -> Iterator[None]:
-        problem = getattr(self.execution_context.context, "auth_error", None)
-        if problem is not None:
-            self.execution_context.result = ExecutionResult(
-                data=None,
-                errors=[
-                    GraphQLError(str(problem), extensions={"code": ErrorCode.UNAUTHENTICATED.value})
-                ],
-            )
+    async def on_execute(self) -> AsyncIterator[None]:
+        context = self.execution_context.context
+        if isinstance(context, Context):
+            try:
+                await context.authenticate()
+            except Exception as exc:
+                # No session to be had: the operation's one answer (see TaskgraphSchema).
+                self.execution_context.result = _failed(exc)
+            else:
+                if context.auth_error is not None:
+                    self.execution_context.result = ExecutionResult(
+                        data=None,
+                        errors=[
+                            GraphQLError(
+                                str(context.auth_error),
+                                extensions={"code": ErrorCode.UNAUTHENTICATED.value},
+                            )
+                        ],
+                    )
         yield
+
+
+def _failed(problem: Exception) -> ExecutionResult:
+    return ExecutionResult(data=None, errors=[GraphQLError(str(problem), original_error=problem)])
 
 
 class ValidationByText(SchemaExtension):
@@ -89,8 +106,31 @@ class TaskgraphSchema(strawberry.Schema):
         super().__init__(*args, **kwargs)
         self.debug = debug
 
-    async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:  # type: ignore[override]
-        result = await super().execute(*args, **kwargs)
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        result = await super().execute(
+            query,
+            variable_values=variable_values,
+            context_value=context_value,
+            root_value=root_value,
+            operation_name=operation_name,
+            allowed_operation_types=allowed_operation_types,
+            operation_extensions=operation_extensions,
+        )
+        unavailable = getattr(context_value, "unavailable", None)
+        if unavailable is not None:
+            # No session could be opened (the pool timed out, the database is down): every
+            # field that needed one failed alike, and the first already waited the whole
+            # timeout. One masked error says it, not a list of partial failures.
+            result = _failed(unavailable)
         if result.errors:
             result.errors = classify_all(result.errors, debug=self.debug)
         return result
@@ -106,7 +146,7 @@ def build_schema(*, debug: bool = False) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         extensions=[
-            AuthGate,
+            Authentication,
             # Both caches are shared by every request of the process.
             lambda: ParserCache(maxsize=1000),
             lambda: ValidationByText(validated, maxsize=1000),

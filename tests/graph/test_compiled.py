@@ -320,7 +320,7 @@ async def test_generated_queries_give_the_same_answers_compiled_and_not(
     # Every generated query is one the compiler knows, and its statement ran without a fault
     # (a failed statement hands over to the normal path, and logs it).
     assert compiled_count == 150
-    assert not [r for r in caplog.records if r.name == "graph.http"], caplog.text
+    assert not [r for r in caplog.records if r.name == "graph.view"], caplog.text
 
 
 async def test_the_compiled_answers_carry_the_awkward_values_exactly(
@@ -629,7 +629,7 @@ async def test_compiled_queries_run_on_pooled_connections_without_a_session(
                 plain, fast = await _both(api, monkeypatch, query, token)
                 assert _same(fast) == _same(plain), query
             assert len(used) == 30
-            assert not [r for r in caplog.records if r.name == "graph.http"], caplog.text
+            assert not [r for r in caplog.records if r.name == "graph.view"], caplog.text
             with StatementCounter(engine) as counter:
                 await api.data("query { me { id } workspaces { nodes { slug } } }", token=token)
             assert counter.count == 1, counter.statements
@@ -714,7 +714,7 @@ async def test_a_kept_statement_is_not_used_for_a_variable_that_is_no_id(
     for bad in (["ID", "Task"], "Task", 7, "VGFzazp4"):
         plain, fast = await _both(api, monkeypatch, query, token, {"id": bad})
         assert fast == plain and "errors" in json.loads(plain), bad
-    assert not [r for r in caplog.records if r.name == "graph.http"], caplog.text
+    assert not [r for r in caplog.records if r.name == "graph.view"], caplog.text
 
 
 def test_documents_are_compiled_once_and_long_ones_not_at_all() -> None:

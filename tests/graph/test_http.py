@@ -1,9 +1,10 @@
-"""The HTTP edge of /graphql: the direct JSON POST path and what it hands on to the framework."""
+"""The HTTP edge of /graphql: one view for every request, and every answer in one form."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -13,11 +14,14 @@ from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from db.engine import PoolSettings, make_engine, make_session_factory
+from graph import compiled
 from graph.app import create_app
-from graph.http import MAX_BODY_BYTES
+from graph.context import Context
 from graph.ids import to_global_id
 from graph.settings import Settings
+from graph.view import MAX_BODY_BYTES
 from tests import factories
+from tests.conftest import StatementCounter
 from tests.graph.conftest import Api, _api, token_for
 
 
@@ -74,6 +78,37 @@ async def test_malformed_requests_are_client_errors(api: Api, body: bytes) -> No
         "/graphql", content=body, headers={"content-type": "application/json"}
     )
     assert 400 <= response.status_code < 500, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert "errors" in response.json()
+
+
+def _refusal(response: httpx.Response) -> dict[str, object]:
+    assert response.headers["content-type"] == "application/json", response.text
+    body = response.json()
+    assert list(body) == ["errors"] and len(body["errors"]) == 1, body
+    error: dict[str, object] = body["errors"][0]
+    assert error["extensions"] == {"code": "BAD_REQUEST"}
+    return error
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (b"{not json", "application/json"),
+        (b"[]", "application/json"),
+        (b'{"query": 5}', "application/json"),
+        (b'{"variables": {}}', "application/json"),
+        (b"query { __typename }", "text/plain"),
+    ],
+)
+async def test_refused_requests_get_a_json_error_with_their_status(
+    api: Api, content: bytes, content_type: str
+) -> None:
+    response = await api.client.post(
+        "/graphql", content=content, headers={"content-type": content_type}
+    )
+    assert response.status_code == 400
+    assert _refusal(response)["message"]
 
 
 async def test_an_unknown_operation_name_is_a_client_error(api: Api) -> None:
@@ -81,12 +116,57 @@ async def test_an_unknown_operation_name_is_a_client_error(api: Api) -> None:
         "/graphql", json={"query": "query A { __typename }", "operationName": "B"}
     )
     assert response.status_code == 400
+    _refusal(response)
+
+
+async def test_a_method_the_route_does_not_take_is_refused_in_the_same_form(api: Api) -> None:
+    response = await api.client.put("/graphql", json={"query": "{ __typename }"})
+    assert response.status_code == 405
+    assert "allow" in response.headers
+    _refusal(response)
+    # Other paths keep the framework's answers.
+    assert (await api.client.get("/nowhere")).json() == {"detail": "Not Found"}
+
+
+async def test_answers_are_written_by_one_encoder(
+    api: Api, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await factories.user(session, name="Compact")
+    headers = {"authorization": f"Bearer {token_for(user.id)}"}
+    query = {"query": "{ me { name } }"}
+    compiled_answer = await api.client.post("/graphql", json=query, headers=headers)
+    monkeypatch.setattr(compiled, "ENABLED", False)
+    normal_answer = await api.client.post("/graphql", json=query, headers=headers)
+    error = await api.client.post("/graphql", json={"query": "{ nope }"})
+    for response in (normal_answer, error):
+        assert response.headers["content-type"] == "application/json"
+        assert b": " not in response.content and b", " not in response.content, response.text
+    # A compiled answer's `data` is written as PostgreSQL built it, spacing and all.
+    assert compiled_answer.headers["content-type"] == "application/json"
+    assert compiled_answer.content.startswith(b'{"data":{')
+    assert compiled_answer.json() == {"data": {"me": {"name": "Compact"}}}
 
 
 async def test_an_oversized_body_is_refused_before_it_is_run(api: Api) -> None:
     padding = "x" * MAX_BODY_BYTES
     response = await api.client.post(
         "/graphql", json={"query": "{ __typename }", "variables": {"pad": padding}}
+    )
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_a_body_longer_than_declared_is_refused_while_it_is_read(api: Api) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"query": "{ __typename }", "variables": {"pad": "'
+        for _ in range(MAX_BODY_BYTES // 65536 + 1):
+            yield b"x" * 65536
+        yield b'"}}'
+
+    # Streamed without a content-length, so only counting while reading can stop it.
+    response = await api.client.post(
+        "/graphql", content=chunks(), headers={"content-type": "application/json"}
     )
     assert response.status_code == 413
     assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
@@ -98,6 +178,7 @@ async def test_get_still_serves_graphiql_and_refuses_operations(api: Api) -> Non
     assert "graphiql" in page.text.lower()
     refused = await api.client.get("/graphql", params={"query": "{ __typename }"})
     assert refused.status_code in (400, 405)
+    _refusal(refused)
 
 
 @pytest.fixture
@@ -109,7 +190,7 @@ async def cors_api(
         yield value
 
 
-async def test_cors_headers_wrap_the_direct_path(cors_api: Api) -> None:
+async def test_cors_headers_wrap_the_graphql_route(cors_api: Api) -> None:
     response = await cors_api.client.post(
         "/graphql",
         json={"query": "{ __typename }"},
@@ -182,15 +263,18 @@ async def test_requests_wait_their_turn_for_the_pool_outside_it(
 
 
 async def test_no_connection_to_be_had_is_a_masked_error_not_a_500(
-    committed_db: str, settings: Settings
+    committed_db: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine = make_engine(committed_db, PoolSettings(size=1, max_overflow=0, timeout=0.3))
+    timeout = 0.5
+    engine = make_engine(committed_db, PoolSettings(size=1, max_overflow=0, timeout=timeout))
     try:
         async with AsyncSession(engine) as session:
             owner = await factories.user(session, "owner")
             await session.commit()
         app = create_app(
-            settings.model_copy(update={"pool_size": 1, "max_overflow": 0, "pool_timeout": 0.3}),
+            settings.model_copy(
+                update={"pool_size": 1, "max_overflow": 0, "pool_timeout": timeout}
+            ),
             engine=engine,
         )
         transport = httpx.ASGITransport(app=app)
@@ -198,13 +282,23 @@ async def test_no_connection_to_be_had_is_a_masked_error_not_a_500(
             query = {"query": "{ me { id } workspaces { totalCount } }"}
             async with engine.connect() as held:  # the pool's only connection
                 await held.execute(text("SELECT 1"))
-                for token in (None, token_for(owner.id)):
-                    headers = {"authorization": f"Bearer {token}"} if token else {}
-                    response = await client.post("/graphql", json=query, headers=headers)
-                    assert response.status_code == 200
-                    error = response.json()["errors"][0]
-                    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
-                    assert error["message"] == "Internal server error"
+                # The compiled path and the normal one (where the session is opened by the
+                # first resolver that needs it, and the others must not wait again).
+                for enabled in (True, False):
+                    monkeypatch.setattr(compiled, "ENABLED", enabled)
+                    for token in (None, token_for(owner.id)):
+                        headers = {"authorization": f"Bearer {token}"} if token else {}
+                        started = time.monotonic()
+                        response = await client.post("/graphql", json=query, headers=headers)
+                        waited = time.monotonic() - started
+                        assert response.status_code == 200
+                        body = response.json()
+                        assert body["data"] is None
+                        [error] = body["errors"]
+                        assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+                        assert error["message"] == "Internal server error"
+                        assert timeout <= waited < 1.9 * timeout, (enabled, token, waited)
+            monkeypatch.setattr(compiled, "ENABLED", True)
             # With the connection back, the same requests are answered.
             response = await client.post(
                 "/graphql", json=query, headers={"authorization": f"Bearer {token_for(owner.id)}"}
@@ -255,4 +349,44 @@ async def test_a_connection_the_server_ended_is_replaced_not_reused(
                     assert response.json() == expected
     finally:
         await admin.close()
+        await engine.dispose()
+
+
+async def test_a_session_is_opened_only_when_needed_and_closed_after_the_answer(
+    committed_db: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[Context] = []
+    real = Context._opened
+
+    async def counted(self: Context) -> AsyncSession:
+        opened.append(self)
+        return await real(self)
+
+    monkeypatch.setattr(Context, "_opened", counted)
+    engine = make_engine(committed_db)
+    try:
+        async with AsyncSession(engine) as session:
+            owner = await factories.user(session, "owner")
+            await session.commit()
+        app = create_app(settings, engine=engine)
+        transport = httpx.ASGITransport(app=app)
+        headers = {"authorization": f"Bearer {token_for(owner.id)}"}
+        query = {"query": "{ me { name } }"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            # A signed-in user's compiled query: one statement, no session.
+            with StatementCounter(engine) as counter:
+                response = await client.post("/graphql", json=query, headers=headers)
+            assert response.json() == {"data": {"me": {"name": "owner"}}}
+            assert counter.count == 1 and opened == []
+            # Nothing to read: no session either.
+            response = await client.post("/graphql", json={"query": "{ __typename }"})
+            assert response.json() == {"data": {"__typename": "Query"}} and opened == []
+            # The normal path opens one for the authentication, and closes it afterwards.
+            monkeypatch.setattr(compiled, "ENABLED", False)
+            response = await client.post("/graphql", json=query, headers=headers)
+            assert response.json() == {"data": {"me": {"name": "owner"}}}
+            assert len(set(map(id, opened))) == 1
+            assert not opened[0].has_session
+            assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
         await engine.dispose()
