@@ -45,12 +45,12 @@ def _free_port() -> int:
 
 async def prepare(url: str, scale: float) -> dict[str, Any]:
     """Migrate and seed the database when it is empty; gather the variables of the requests."""
-    from db.access import user_principal
     from db.accounts import hash_password
     from db.api_keys import create_api_key
     from db.demo_data import DEMO_EMAIL, seed
     from db.migrations import upgrade
     from db.models import ApiScope
+    from db.principals import user_principal
     from graph.auth import issue_access_token
     from graph.ids import to_global_id
 

@@ -23,10 +23,10 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import validation
-from db.access import PrincipalSQL
 from db.descriptions import NodeType, Value, global_id, timestamp, value
 from db.models import Membership, RefreshToken, User
-from db.results import Problem, ProblemCode, Rejected, reject
+from db.principals import PrincipalSQL
+from db.problems import Problem, ProblemCode, Rejected, reject
 
 U = User.__table__
 M = Membership.__table__

@@ -10,11 +10,10 @@ from sqlalchemy import any_, column, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import wire
-from db.access import Principal, PrincipalSQL
 from db.descriptions import Columns, Many, NodeType, One, Param, global_id, timestamp, value
-from db.lists import counts_by_parent, pages_by_parent
 from db.models import Activity, ActivityKind
-from db.pagination import Page, PageArgs, SortKey, Source
+from db.pagination import Page, PageArgs, SortKey, Source, counts_by_parent, pages_by_parent
+from db.principals import Principal, PrincipalSQL
 
 A = Activity.__table__
 

@@ -18,12 +18,12 @@ from typing import Any
 from sqlalchemy import any_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import raw
-from db.access import Principal
+from db import prepared
 from db.descriptions import NodeType, One, Value, global_id, timestamp, value
 from db.errors import Unauthenticated
 from db.models import ApiKey, ApiScope
-from db.results import ProblemCode, reject
+from db.principals import Principal
+from db.problems import ProblemCode, reject
 from db.sql import any_id
 
 K = ApiKey.__table__
@@ -121,7 +121,7 @@ async def authenticate(session: AsyncSession, secret: str) -> Principal:
     prefix = _split(secret)
     if prefix is None:
         raise Unauthenticated("Malformed API key.")
-    found = await raw.rows(
+    found = await prepared.rows(
         session,
         "api_key_by_prefix",
         lambda: select(K).where(K.c.prefix == bindparam("prefix")),

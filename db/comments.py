@@ -9,13 +9,12 @@ from sqlalchemy import any_, delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import accounts, activities, validation
-from db.access import PRINCIPAL_PARAMS, Principal, principal_params
 from db.descriptions import NodeType, One, global_id, timestamp, value
-from db.lists import counts_by_parent, pages_by_parent
 from db.models import ActivityKind, Comment, Project, Task, User
-from db.pagination import Page, PageArgs, SortKey, Source
+from db.pagination import Page, PageArgs, SortKey, Source, counts_by_parent, pages_by_parent
 from db.permissions import require_task_editor
-from db.results import Problem, ProblemCode, Rejected, reject
+from db.principals import PRINCIPAL_PARAMS, Principal, principal_params
+from db.problems import Problem, ProblemCode, Rejected, reject
 
 C = Comment.__table__
 U = User.__table__

@@ -25,8 +25,8 @@ from typing import Any
 from sqlalchemy import Select
 
 from db import wire
-from db.access import PrincipalSQL
 from db.pagination import PageArgs, SortKey
+from db.principals import PrincipalSQL
 from db.wire import Sql
 
 # The `.c` of a row source: its columns by name.

@@ -4,7 +4,7 @@ The caller (graph/compiled.py) turns a query document into `Pick`s: for each res
 field of the type's description (`db.descriptions`) and the picks below it per runtime type.
 The values of the fields' arguments come per request, by site (`args[site]`): `bind` says
 what of them changes the statement (its shape) and which parameters they give, so that the
-statement is built with `build` and compiled once per shape (`db.raw.compile_shape`) and run
+statement is built with `build` and compiled once per shape (`db.prepared.compile_shape`) and run
 with each request's parameters.
 
 The answers are the resolvers' answers, value for value and key for key: the rows, order,
@@ -36,10 +36,10 @@ from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.sql.util import ClauseAdapter
 
 from db import wire
-from db.access import PRINCIPAL_PARAMS, PrincipalSQL, viewer_sql
 from db.descriptions import ById, ListArgs, Listing, Many, NodeType, One, Value
 from db.errors import InvalidArgument
 from db.pagination import SortKey, after_condition, plan_page
+from db.principals import PRINCIPAL_PARAMS, PrincipalSQL, viewer_sql
 from db.wire import Sql, sql_string
 
 # json_build_object takes at most 100 arguments.

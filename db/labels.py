@@ -11,12 +11,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import activities, raw, validation
-from db.access import Principal
+from db import activities, prepared, validation
 from db.descriptions import NodeType, One, global_id, value
 from db.models import ActivityKind, Label, Project, Task, TaskLabel
 from db.permissions import require_admin
-from db.results import Problem, ProblemCode, Rejected, reject
+from db.principals import Principal
+from db.problems import Problem, ProblemCode, Rejected, reject
 from db.sql import in_ids
 
 L = Label.__table__
@@ -29,7 +29,7 @@ async def labels_by_workspace(
     session: AsyncSession, workspace_ids: Sequence[int]
 ) -> dict[int, list[Any]]:
     labels: dict[int, list[Any]] = {wid: [] for wid in workspace_ids}
-    for row in await raw.rows(
+    for row in await prepared.rows(
         session,
         "labels_by_workspace",
         lambda: (

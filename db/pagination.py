@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Integer,
     Select,
@@ -24,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import raw, wire
+from db import prepared, wire
 from db.errors import InvalidArgument
 from db.sql import in_ids
 
@@ -48,7 +49,7 @@ class SortKey:
 @dataclass(frozen=True, slots=True)
 class Source:
     """The base statement of a list. `build` makes it; `key` says what it depends on, so that
-    the statements derived from it are built and compiled once (`db.raw`). Values that vary
+    the statements derived from it are built and compiled once (`db.prepared`). Values that vary
     per call are `bindparam`s, given as keyword parameters when the list is fetched."""
 
     key: Hashable
@@ -180,7 +181,7 @@ async def fetch_page(
         return query.where(_after_cursor(walk)) if values is not None else query
 
     key = ("page", source.key, _fingerprint(walk), values is not None)
-    rows = await raw.rows(
+    rows = await prepared.rows(
         session, key, build, **params, **_cursor_params(values), **{_LIMIT: size + 1}
     )
     more = len(rows) > size
@@ -230,7 +231,7 @@ async def fetch_pages_per_parent(
 
     key = ("pages", source.key, column_key(parent), _fingerprint(keys), values is not None)
     grouped: dict[int, list[Any]] = {pid: [] for pid in parent_ids}
-    found = await raw.rows(
+    found = await prepared.rows(
         session,
         key,
         build,
@@ -257,4 +258,61 @@ async def count(session: AsyncSession, source: Source, **params: Any) -> int:
     def build() -> Select[Any]:
         return select(func.count()).select_from(source.build().order_by(None).subquery())
 
-    return int((await raw.rows(session, ("count", source.key), build, **params))[0][0])
+    return int((await prepared.rows(session, ("count", source.key), build, **params))[0][0])
+
+
+# Per-parent lists and counts: one statement for many parents (DataLoader batches).
+
+
+async def pages_by_parent(
+    session: AsyncSession,
+    source: Source,
+    parent: ColumnElement[Any],
+    parent_ids: Sequence[int],
+    keys: Sequence[SortKey],
+    args: PageArgs,
+    **params: Any,
+) -> dict[int, Page]:
+    """A page of children for every parent.
+
+    One parent (the common case of a root field) takes the index-friendly LIMIT path; many
+    parents share one statement numbered with a window function. `last`/`before` are only
+    offered on single-parent lists.
+    """
+    if len(parent_ids) == 1 or args.last is not None or args.before is not None:
+        one = Source(
+            ("child", source.key, column_key(parent)),
+            lambda: source.build().where(parent == bindparam("tg_parent", type_=BigInteger)),
+        )
+        pages = {}
+        for pid in parent_ids:
+            pages[pid] = await fetch_page(session, one, keys, args, tg_parent=pid, **params)
+        return pages
+    return await fetch_pages_per_parent(
+        session, source, parent, parent_ids, keys, args.first, args.after, **params
+    )
+
+
+async def counts_by_parent(
+    session: AsyncSession,
+    source: Source,
+    parent: ColumnElement[Any],
+    parent_ids: Sequence[int],
+    **params: Any,
+) -> dict[int, int]:
+    """`count(*)` of `source` per parent; parents without rows count 0."""
+
+    def build() -> Select[Any]:
+        return (
+            source.build()
+            .with_only_columns(parent.label("parent"), func.count().label("n"))
+            .where(in_ids(parent, PARENTS))
+            .group_by(parent)
+            .order_by(None)
+        )
+
+    key = ("counts", source.key, column_key(parent))
+    counts = dict.fromkeys(parent_ids, 0)
+    for row in await prepared.rows(session, key, build, **{PARENTS: list(parent_ids)}, **params):
+        counts[row["parent"]] = row["n"]
+    return counts

@@ -6,9 +6,9 @@ but may not change gives FORBIDDEN.
 
 from __future__ import annotations
 
-from db.access import Principal
 from db.models import Role
-from db.results import Problem, ProblemCode, Rejected
+from db.principals import Principal
+from db.problems import Problem, ProblemCode, Rejected
 
 
 def _refuse(code: ProblemCode, message: str, field: tuple[str, ...] | None) -> Rejected:

@@ -9,14 +9,13 @@ from sqlalchemy import any_, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import raw, tasks, validation, wire
-from db.access import Principal, PrincipalSQL
+from db import prepared, tasks, validation, wire
 from db.descriptions import Columns, NodeType, One, Param, global_id, timestamp, value
-from db.lists import counts_by_parent, pages_by_parent
 from db.models import Project, Task, TaskStatus
-from db.pagination import Page, PageArgs, SortKey, Source
+from db.pagination import Page, PageArgs, SortKey, Source, counts_by_parent, pages_by_parent
 from db.permissions import require_admin
-from db.results import Problem, ProblemCode, Rejected, reject
+from db.principals import Principal, PrincipalSQL
+from db.problems import Problem, ProblemCode, Rejected, reject
 from db.sql import in_ids
 
 P = Project.__table__
@@ -61,7 +60,7 @@ async def task_counts(
     counts: dict[int, dict[TaskStatus, int]] = {
         pid: dict.fromkeys(TaskStatus, 0) for pid in project_ids
     }
-    for row in await raw.rows(
+    for row in await prepared.rows(
         session,
         "task_counts_by_project",
         lambda: (

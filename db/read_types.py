@@ -11,8 +11,7 @@ from sqlalchemy import BigInteger, Select, Text, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import raw
-from db.access import PRINCIPAL_PARAMS, Principal, principal_params
+from db import prepared
 from db.accounts import USER
 from db.activities import ACTIVITY, FIELD_CHANGE
 from db.api_keys import API_KEY
@@ -29,6 +28,7 @@ from db.descriptions import (
     source_of,
 )
 from db.labels import LABEL
+from db.principals import PRINCIPAL_PARAMS, Principal, principal_params
 from db.projects import PROJECT, TASK_COUNTS
 from db.tasks import TASK
 from db.workspaces import MEMBERSHIP, WORKSPACE, WORKSPACE_KEYS
@@ -104,7 +104,7 @@ async def rows_by_ids(
 ) -> dict[int, Any]:
     """The loaders' read of objects by id, from the type's description."""
     node = TYPES[type_name]
-    return await raw.by_id(
+    return await prepared.by_id(
         session,
         ("rows_by_ids", type_name),
         lambda: _by_ids(node),

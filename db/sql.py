@@ -27,10 +27,10 @@ def any_str(column: ColumnElement[Any], values: Sequence[str]) -> ColumnElement[
 
 
 def ids_param(name: str) -> BindParameter[Any]:
-    """A per-call array of ids in a cached statement (`db.raw`)."""
+    """A per-call array of ids in a cached statement (`db.prepared`)."""
     return bindparam(name, type_=ARRAY(BigInteger))
 
 
 def in_ids(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
-    """`column = ANY(:name)`, the ids given per call (`db.raw`); `any_id` with a parameter."""
+    """`column = ANY(:name)`, the ids given per call (`db.prepared`); `any_id` with a parameter."""
     return column == any_(ids_param(name))

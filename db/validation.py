@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from db.results import Problem, ProblemCode
+from db.problems import Problem, ProblemCode
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,38}$")
 PROJECT_KEY = re.compile(r"^[A-Z][A-Z0-9]{1,9}$")

@@ -9,8 +9,7 @@ from sqlalchemy import Integer, Text, any_, bindparam, delete, false, func, inse
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import activities, projects, raw, tasks, validation
-from db.access import Principal, PrincipalSQL
+from db import activities, prepared, projects, tasks, validation
 from db.accounts import check_email, normalise_email
 from db.activities import change
 from db.descriptions import (
@@ -27,11 +26,20 @@ from db.descriptions import (
     timestamp,
     value,
 )
-from db.lists import counts_by_parent, pages_by_parent
 from db.models import ActivityKind, Membership, Project, Role, Task, User, Workspace
-from db.pagination import Page, PageArgs, SortKey, Source, count, fetch_page
+from db.pagination import (
+    Page,
+    PageArgs,
+    SortKey,
+    Source,
+    count,
+    counts_by_parent,
+    fetch_page,
+    pages_by_parent,
+)
 from db.permissions import require_admin, require_readable, require_user
-from db.results import Problem, ProblemCode, Rejected, reject
+from db.principals import Principal, PrincipalSQL
+from db.problems import Problem, ProblemCode, Rejected, reject
 from db.sql import in_ids
 
 W = Workspace.__table__
@@ -62,7 +70,7 @@ async def workspace_count(session: AsyncSession, principal: Principal) -> int:
 
 
 async def workspace_by_slug(session: AsyncSession, principal: Principal, slug: str) -> Any | None:
-    rows = await raw.rows(
+    rows = await prepared.rows(
         session,
         "workspace_by_slug",
         lambda: select(W).where(W.c.slug == bindparam("slug")),

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from db import raw
+from db import prepared
 from db.engine import PoolSettings, make_engine, make_session_factory
 from graph.context import Resources, Run
 from graph.schema import build_schema
@@ -86,11 +86,11 @@ def create_app(
             async with open_session() as session:
 
                 async def in_session(sql: str, args: list[Any]) -> Any:
-                    return await raw.value(session, sql, args)
+                    return await prepared.value(session, sql, args)
 
                 yield in_session
             return
-        async with turn(), raw.connection(engine) as pooled:
+        async with turn(), prepared.connection(engine) as pooled:
             yield pooled.value
 
     @asynccontextmanager

@@ -15,8 +15,8 @@ import jwt
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import api_keys
-from db.access import ANONYMOUS, Principal, Viewer, signed_in
 from db.errors import Unauthenticated
+from db.principals import ANONYMOUS, Principal, Viewer, signed_in
 
 ALGORITHM = "HS256"
 ISSUER = "taskgraph"

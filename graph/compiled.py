@@ -51,11 +51,11 @@ from graphql import (
 from graphql.execution.values import get_argument_values, get_variable_values
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 
-from db import json_statement, raw
-from db.access import VIEWER_PARAM, Principal, principal_params
+from db import json_statement, prepared
 from db.descriptions import ById, Listing
 from db.errors import InvalidArgument
 from db.json_statement import NotCompiled, Pick
+from db.principals import VIEWER_PARAM, Principal, principal_params
 from db.read_types import TYPES
 from graph.argument_conversion import arguments_converter
 from graph.ids import from_global_id
@@ -96,7 +96,7 @@ class Tree:
     picks: list[Pick]
     sites: list[Site]
     # Compiled statements by shape (whether a viewer's own statement; the sites' shapes).
-    shapes: OrderedDict[Hashable, raw.Shape] = field(default_factory=OrderedDict)
+    shapes: OrderedDict[Hashable, prepared.Shape] = field(default_factory=OrderedDict)
 
 
 @dataclass(slots=True)
@@ -108,9 +108,9 @@ class Operation:
     trees: dict[tuple[Any, ...], Tree | None] = field(default_factory=dict)
 
     @property
-    def rendered(self) -> OrderedDict[Hashable, raw.Shape]:
+    def rendered(self) -> OrderedDict[Hashable, prepared.Shape]:
         """Every kept statement of the operation (for the bound on them)."""
-        kept: OrderedDict[Hashable, raw.Shape] = OrderedDict()
+        kept: OrderedDict[Hashable, prepared.Shape] = OrderedDict()
         for tree in self.trees.values():
             if tree is not None:
                 kept.update(tree.shapes)
@@ -411,12 +411,12 @@ def statement(
         compiled = tree.shapes.get(key)
         if compiled is None:
             built = json_statement.build(TYPES, "Query", tree.picks, args, principal is None)
-            compiled = tree.shapes[key] = raw.compile_shape(built)
+            compiled = tree.shapes[key] = prepared.compile_shape(built)
             if len(tree.shapes) > MAX_RENDERED:
                 tree.shapes.popitem(last=False)
     except NotCompiled:
         raise Fallback from None
-    return compiled.sql, raw.arguments(compiled, params)
+    return compiled.sql, prepared.arguments(compiled, params)
 
 
 def refused(text: str) -> bool:

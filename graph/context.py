@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.fastapi import BaseContext
 
-from db.access import ANONYMOUS, Principal, Viewer
 from db.errors import Unauthenticated
+from db.principals import ANONYMOUS, Principal, Viewer
 from graph.auth import authenticate, token_user
 
 if TYPE_CHECKING:

@@ -15,7 +15,6 @@ from strawberry.types.graphql import OperationType
 
 from graph.context import Context
 from graph.errors import ErrorCode, classify_all
-from graph.execution import FastListExecutionContext
 from graph.mutations.api_keys import ApiKeyMutations
 from graph.mutations.auth import AuthMutations
 from graph.mutations.comments import CommentMutations
@@ -152,7 +151,6 @@ def build_schema(*, debug: bool = False) -> strawberry.Schema:
             lambda: ValidationByText(validated, maxsize=1000),
         ],
         debug=debug,
-        execution_context_class=FastListExecutionContext,
     )
 
 

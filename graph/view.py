@@ -43,8 +43,8 @@ from strawberry.schema import BaseSchema
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
-from db import raw
-from db.access import Principal
+from db import prepared
+from db.principals import Principal
 from graph import compiled
 from graph.context import Context, Resources, Run
 from graph.errors import ErrorCode, classify_all
@@ -217,7 +217,7 @@ class GraphQLView(GraphQLRouter[Context, None]):
 
         # An API key was looked up on the session: the statement follows on its connection.
         async def on_session(sql: str, args: list[Any]) -> Any:
-            return await context.db(raw.value, sql, args)
+            return await context.db(prepared.value, sql, args)
 
         data = await _run(on_session, *rendered)
         if data is None:

@@ -23,7 +23,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import activities
-from db.access import Principal
 from db.activities import change
 from db.models import (
     ActivityKind,
@@ -37,7 +36,8 @@ from db.models import (
     TaskStatus,
 )
 from db.permissions import require_task_editor
-from db.results import Problem, ProblemCode, Rejected, reject
+from db.principals import Principal
+from db.problems import Problem, ProblemCode, Rejected, reject
 from db.sql import any_id
 from db.tasks.placement import POSITION_STEP, placement
 from db.validation import length

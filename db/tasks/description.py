@@ -11,7 +11,6 @@ from sqlalchemy import (
 )
 
 from db import activities, comments, wire
-from db.access import PrincipalSQL
 from db.descriptions import (
     Arguments,
     Columns,
@@ -36,6 +35,7 @@ from db.models import (
     TaskLabel,
     TaskPriority,
 )
+from db.principals import PrincipalSQL
 from db.tasks.filters import filter_conditions, filter_params, filter_shape
 from db.tasks.reads import Order, TaskOrderField, sort_keys, task_list_arguments, task_rows
 

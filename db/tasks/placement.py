@@ -23,7 +23,7 @@ from db.models import (
     Task,
     TaskLabel,
 )
-from db.results import Problem, ProblemCode, Rejected, reject
+from db.problems import Problem, ProblemCode, Rejected, reject
 from db.sql import any_id
 
 T = Task.__table__

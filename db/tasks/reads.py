@@ -19,9 +19,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import raw
+from db import prepared
 from db.errors import InvalidArgument
-from db.lists import counts_by_parent, pages_by_parent
 from db.models import (
     ApiKey,
     Label,
@@ -30,7 +29,7 @@ from db.models import (
     Task,
     TaskLabel,
 )
-from db.pagination import Page, PageArgs, SortKey, Source
+from db.pagination import Page, PageArgs, SortKey, Source, counts_by_parent, pages_by_parent
 from db.sql import in_ids
 from db.tasks.filters import (
     TaskFilter,
@@ -180,6 +179,6 @@ def _labels_by_task() -> Any:
 
 async def labels_by_task(session: AsyncSession, task_ids: Sequence[int]) -> dict[int, list[Any]]:
     labels: dict[int, list[Any]] = {tid: [] for tid in task_ids}
-    for row in await raw.rows(session, "labels_by_task", _labels_by_task, ids=list(task_ids)):
+    for row in await prepared.rows(session, "labels_by_task", _labels_by_task, ids=list(task_ids)):
         labels[row.task_id].append(row)
     return labels

@@ -6,7 +6,7 @@ import strawberry
 
 from db import api_keys
 from db.models import ApiScope as DbScope
-from db.results import Rejected
+from db.problems import Rejected
 from graph.context import context_of
 from graph.mutations.common import UserError, input_id, user_errors
 from graph.types.api_key import ApiKey

@@ -8,7 +8,7 @@ from typing import Any
 import strawberry
 
 from db import accounts
-from db.results import Rejected
+from db.problems import Rejected
 from graph.auth import issue_access_token
 from graph.context import Context, context_of
 from graph.ids import to_global_id

@@ -8,7 +8,7 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import comments as comment_db
-from db.access import Principal
+from db.principals import Principal
 from graph.ids import to_global_id
 from graph.mutations.common import UserError, input_id, perform
 from graph.types.comment import Comment

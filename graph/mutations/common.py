@@ -8,9 +8,9 @@ from typing import TypeVar
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.access import Principal
 from db.errors import InvalidArgument
-from db.results import Problem, ProblemCode, Rejected
+from db.principals import Principal
+from db.problems import Problem, ProblemCode, Rejected
 from graph.context import context_of
 from graph.ids import db_id_of
 

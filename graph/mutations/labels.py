@@ -8,7 +8,7 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import labels as label_db
-from db.access import Principal
+from db.principals import Principal
 from graph.ids import to_global_id
 from graph.mutations.common import UserError, given, input_id, perform
 from graph.types.label import Label

@@ -9,7 +9,7 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import projects as project_db
-from db.access import Principal
+from db.principals import Principal
 from graph.mutations.common import UserError, given, input_id, perform
 from graph.types.project import Project
 

@@ -9,10 +9,10 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import tasks as task_db
-from db.access import Principal
 from db.models import TaskPriority as DbPriority
 from db.models import TaskStatus as DbStatus
-from db.results import ProblemCode, reject
+from db.principals import Principal
+from db.problems import ProblemCode, reject
 from graph.context import context_of
 from graph.ids import to_global_id
 from graph.mutations.common import UserError, input_id, perform

@@ -13,8 +13,8 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import workspaces
-from db.access import Principal
 from db.models import Role as DbRole
+from db.principals import Principal
 from graph.context import Context, context_of
 from graph.ids import to_global_id
 from graph.mutations.common import UserError, input_id, perform

@@ -48,7 +48,7 @@ class Comment(Node):
             _author=author,
         )
 
-    # Synchronous when the author came with the row (see graph/execution.py).
+    # Synchronous when the author came with the row: no awaitable for graphql-core to wait on.
     @strawberry.field
     def author(self, info: strawberry.Info) -> User:
         if self._author is not None:

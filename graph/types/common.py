@@ -41,7 +41,7 @@ T = TypeVar("T")
 
 
 def columns(row: Any) -> Mapping[str, Any]:
-    """A row's columns by name, whether it came from `db.raw` (an asyncpg record), from a
+    """A row's columns by name, whether it came from `db.prepared` (an asyncpg record), from a
     SQLAlchemy statement, or was assembled as a dict."""
     if isinstance(row, (asyncpg.Record, dict)):
         return row  # type: ignore[return-value]

@@ -13,7 +13,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import tasks
-from db.access import Principal, user_principal
 from db.api_keys import create_api_key
 from db.engine import make_engine
 from db.models import (
@@ -26,7 +25,8 @@ from db.models import (
     TaskPriority,
     TaskStatus,
 )
-from db.results import ProblemCode, Rejected
+from db.principals import Principal, user_principal
+from db.problems import ProblemCode, Rejected
 from db.tasks import placement
 from tests import factories
 

@@ -11,10 +11,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from db import workspaces
-from db.access import Principal, user_principal
 from db.engine import make_engine, make_session_factory
 from db.models import Activity, ApiScope, Membership, Role, Task, Workspace
-from db.results import ProblemCode, Rejected
+from db.principals import Principal, user_principal
+from db.problems import ProblemCode, Rejected
 from tests import factories
 from tests.conftest import StatementCounter, _admin, fresh_database
 from tests.factories import BASE_TIME

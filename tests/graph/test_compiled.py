@@ -20,10 +20,10 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from db.access import Principal
 from db.api_keys import create_api_key
 from db.engine import PoolSettings, make_engine
 from db.models import ApiScope, Project, Role, Task
+from db.principals import Principal
 from graph import compiled
 from graph.app import create_app
 from graph.ids import to_global_id

@@ -10,11 +10,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from db import labels as label_db
-from db.access import user_principal
 from db.api_keys import create_api_key
 from db.engine import make_engine
 from db.models import Activity, ApiScope, Role, TaskLabel
-from db.results import Rejected
+from db.principals import user_principal
+from db.problems import Rejected
 from graph.ids import to_global_id
 from tests import factories
 from tests.conftest import StatementCounter

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.access import user_principal
 from db.api_keys import create_api_key
 from db.models import ApiScope, Role
+from db.principals import user_principal
 from graph.ids import to_global_id
 from tests import factories
 from tests.graph.conftest import Api, token_for

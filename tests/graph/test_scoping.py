@@ -19,9 +19,9 @@ import pytest
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.access import user_principal
 from db.api_keys import CreatedKey, create_api_key
 from db.models import Activity, ApiScope, Membership, Role
+from db.principals import user_principal
 from graph.ids import to_global_id
 from tests import factories
 from tests.factories import World

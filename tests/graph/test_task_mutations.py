@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from db.access import user_principal
 from db.api_keys import create_api_key
 from db.models import Activity, ApiScope
+from db.principals import user_principal
 from graph.ids import to_global_id
 from tests import factories
 from tests.conftest import StatementCounter

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import api_keys
-from db.access import user_principal
 from db.models import ApiScope
+from db.principals import user_principal
 from graph.ids import to_global_id
 from tests import factories
 from tests.graph.conftest import Api, token_for

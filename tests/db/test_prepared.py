@@ -1,4 +1,4 @@
-"""Cached read statements run on asyncpg (`db.raw`): compilation, parameters, rows, statement
+"""Cached read statements run on asyncpg (`db.prepared`): compilation, parameters, rows, statement
 counting, and how they behave with and without a transaction."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import BigInteger, Integer, any_, bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from db import raw
+from db import prepared
 from db.engine import PoolSettings, make_engine, make_session_factory
 from db.models import Task, User
 from db.sql import any_str, ids_param
@@ -22,7 +22,7 @@ U = User.__table__
 
 
 def test_per_call_parameters_are_named_and_literals_fixed_at_compile_time() -> None:
-    shape = raw.compile_shape(
+    shape = prepared.compile_shape(
         select(T.c.id)
         .where(
             T.c.project_id == bindparam("project", type_=BigInteger),
@@ -39,27 +39,27 @@ def test_per_call_parameters_are_named_and_literals_fixed_at_compile_time() -> N
 def test_an_expanding_in_is_refused() -> None:
     # Its SQL text would change with the number of values, defeating the cache.
     with pytest.raises(ValueError, match="post-compile"):
-        raw.compile_shape(select(T.c.id).where(T.c.id.in_([1, 2, 3])))
+        prepared.compile_shape(select(T.c.id).where(T.c.id.in_([1, 2, 3])))
 
 
 def test_a_shape_is_built_once_per_key_and_the_cache_is_bounded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(raw, "MAX_SHAPES", 3)
-    monkeypatch.setattr(raw, "_shapes", type(raw._shapes)())
+    monkeypatch.setattr(prepared, "MAX_SHAPES", 3)
+    monkeypatch.setattr(prepared, "_shapes", type(prepared._shapes)())
     built: list[int] = []
 
     def build(n: int) -> object:
         built.append(n)
         return select(T.c.id).where(T.c.number == n)
 
-    first = raw.shape(("t", 1), lambda: build(1))
-    assert raw.shape(("t", 1), lambda: build(1)) is first
+    first = prepared.shape(("t", 1), lambda: build(1))
+    assert prepared.shape(("t", 1), lambda: build(1)) is first
     for n in (2, 3, 4):
-        raw.shape(("t", n), lambda n=n: build(n))
+        prepared.shape(("t", n), lambda n=n: build(n))
     assert built == [1, 2, 3, 4]
-    assert len(raw._shapes) == 3
-    assert ("t", 1) not in raw._shapes
+    assert len(prepared._shapes) == 3
+    assert ("t", 1) not in prepared._shapes
 
 
 async def test_rows_read_like_sqlalchemy_rows_and_are_counted(
@@ -68,7 +68,7 @@ async def test_rows_read_like_sqlalchemy_rows_and_are_counted(
     alice = await factories.user(session, name="Alice")
     bob = await factories.user(session, name="Bob")
     with StatementCounter(engine) as counter:
-        rows = await raw.rows(
+        rows = await prepared.rows(
             session,
             "test_users",
             lambda: select(U.c.id, U.c.name).where(U.c.id == any_(ids_param("ids"))),
@@ -86,7 +86,7 @@ async def test_rows_read_like_sqlalchemy_rows_and_are_counted(
 
 async def test_a_missing_parameter_is_a_programming_error(session: AsyncSession) -> None:
     with pytest.raises(KeyError):
-        await raw.rows(
+        await prepared.rows(
             session,
             "test_missing",
             lambda: select(U.c.id).where(U.c.id == bindparam("id", type_=BigInteger)),
@@ -96,7 +96,7 @@ async def test_a_missing_parameter_is_a_programming_error(session: AsyncSession)
 async def test_reads_inside_a_write_see_its_uncommitted_rows(session: AsyncSession) -> None:
     # Once the session has written, raw reads run in its transaction.
     user = await factories.user(session, name="Uncommitted")
-    rows = await raw.rows(
+    rows = await prepared.rows(
         session,
         "test_user_name",
         lambda: select(U.c.name).where(U.c.id == bindparam("id", type_=BigInteger)),
@@ -112,8 +112,8 @@ async def test_a_read_only_session_sends_no_begin_and_holds_no_transaction(
     try:
         sessions = make_session_factory(engine)
         async with sessions() as session:
-            await raw.rows(session, "test_one", lambda: select(U.c.id).limit(1))
-            await raw.rows(session, "test_one", lambda: select(U.c.id).limit(1))
+            await prepared.rows(session, "test_one", lambda: select(U.c.id).limit(1))
+            await prepared.rows(session, "test_one", lambda: select(U.c.id).limit(1))
             # Another connection sees this one idle, not "idle in transaction".
             async with engine.connect() as other:
                 states = (
@@ -130,7 +130,7 @@ async def test_a_read_only_session_sends_no_begin_and_holds_no_transaction(
             user = await factories.user(session, name="After reads")
             await session.commit()
         async with sessions() as session:
-            rows = await raw.rows(
+            rows = await prepared.rows(
                 session,
                 "test_user_name",
                 lambda: select(U.c.name).where(U.c.id == bindparam("id", type_=BigInteger)),
@@ -159,20 +159,20 @@ async def test_a_connection_the_server_is_ending_is_thrown_away(engine: AsyncEng
         engine.url.render_as_string(hide_password=False), PoolSettings(size=1, max_overflow=0)
     )
     try:
-        async with raw.connection(single) as pooled:
+        async with prepared.connection(single) as pooled:
             ending = pooled.driver
             assert await pooled.value("SELECT 1", []) == 1
         ending._protocol.data_received(  # type: ignore[attr-defined]
             _fatal_error_message("57P01", "terminating connection due to administrator command")
         )
         assert not ending.is_closed()
-        async with raw.connection(single) as pooled:
+        async with prepared.connection(single) as pooled:
             assert pooled.driver is ending
             with pytest.raises(asyncpg.InternalClientError):
                 await pooled.value("SELECT 1", [])
             # The caller answers some other way; the connection is not handed out again.
             assert pooled.broken
-        async with raw.connection(single) as pooled:
+        async with prepared.connection(single) as pooled:
             assert pooled.driver is not ending
             assert await pooled.value("SELECT 1", []) == 1
         sessions = make_session_factory(single)
@@ -182,9 +182,9 @@ async def test_a_connection_the_server_is_ending_is_thrown_away(engine: AsyncEng
                 _fatal_error_message("57P01", "terminating connection due to administrator command")
             )
             with pytest.raises(asyncpg.InternalClientError):
-                await raw.value(session, "SELECT 1", [])
+                await prepared.value(session, "SELECT 1", [])
         async with sessions() as session:
-            assert await raw.value(session, "SELECT 1", []) == 1
+            assert await prepared.value(session, "SELECT 1", []) == 1
             assert (
                 await (await session.connection()).get_raw_connection()
             ).driver_connection is not driver
@@ -197,12 +197,12 @@ async def test_a_statement_error_keeps_the_connection(engine: AsyncEngine) -> No
         engine.url.render_as_string(hide_password=False), PoolSettings(size=1, max_overflow=0)
     )
     try:
-        async with raw.connection(single) as pooled:
+        async with prepared.connection(single) as pooled:
             kept = pooled.driver
             with pytest.raises(asyncpg.DivisionByZeroError):
                 await pooled.value("SELECT 1 / 0", [])
             assert not pooled.broken
-        async with raw.connection(single) as pooled:
+        async with prepared.connection(single) as pooled:
             assert pooled.driver is kept
             assert await pooled.value("SELECT 1", []) == 1
     finally:

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import raw
+from db import prepared
 from db.models import ApiScope, Membership, Role, User
 
 _RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
@@ -122,7 +122,7 @@ def _signed_in() -> Any:
 async def signed_in(session: AsyncSession, user_id: int) -> tuple[Principal, Viewer] | None:
     """The principal of a signed-in user and their own profile, in one statement; None when
     the user no longer exists."""
-    rows = await raw.rows(session, "signed_in", _signed_in, user_id=user_id)
+    rows = await prepared.rows(session, "signed_in", _signed_in, user_id=user_id)
     if not rows:
         return None
     roles = {row.workspace_id: Role(row.role) for row in rows if row.workspace_id is not None}
