@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import wire
 from db.descriptions import Columns, Many, NodeType, One, Param, global_id, timestamp, value
 from db.models import Activity, ActivityKind
-from db.pagination import Page, PageArgs, SortKey, Source, counts_by_parent, pages_by_parent
+from db.pagination import SortKey
 from db.principals import Principal, PrincipalSQL
 
 A = Activity.__table__
@@ -22,17 +22,6 @@ ACTIVITY_KEYS = (
     SortKey("created", A.c.created_at, "datetime", descending=True),
     SortKey("id", A.c.id, "int", descending=True),
 )
-_ALL = Source("activities", lambda: select(A))
-
-
-async def activity_pages(
-    session: AsyncSession, task_ids: Sequence[int], args: PageArgs
-) -> dict[int, Page]:
-    return await pages_by_parent(session, _ALL, A.c.task_id, task_ids, ACTIVITY_KEYS, args)
-
-
-async def activity_counts(session: AsyncSession, task_ids: Sequence[int]) -> dict[int, int]:
-    return await counts_by_parent(session, _ALL, A.c.task_id, task_ids)
 
 
 def change(field: str, before: object, after: object) -> dict[str, str | None]:

@@ -8,12 +8,12 @@ from typing import Any
 from sqlalchemy import any_, delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import accounts, activities, validation
+from db import activities, validation
 from db.descriptions import NodeType, One, global_id, timestamp, value
 from db.models import ActivityKind, Comment, Project, Task, User
-from db.pagination import Page, PageArgs, SortKey, Source, counts_by_parent, pages_by_parent
+from db.pagination import SortKey, Source, counts_by_parent
 from db.permissions import require_task_editor
-from db.principals import PRINCIPAL_PARAMS, Principal, principal_params
+from db.principals import Principal
 from db.problems import Problem, ProblemCode, Rejected, reject
 
 C = Comment.__table__
@@ -24,34 +24,6 @@ P = Project.__table__
 # Oldest first, like a conversation.
 COMMENT_KEYS = (SortKey("created", C.c.created_at, "datetime"), SortKey("id", C.c.id, "int"))
 _ALL = Source("comments", lambda: select(C))
-
-
-def _with_authors() -> Any:
-    # Each comment comes with its author (e-mail shown as `users_by_ids` would show it), so
-    # that a thread costs one statement, not one for the comments and one for their authors.
-    return select(
-        C,
-        U.c.name.label("author_name"),
-        U.c.created_at.label("author_created_at"),
-        accounts.USER.fields["email"].sql(U.c, PRINCIPAL_PARAMS).label("author_email"),
-    ).join(U, U.c.id == C.c.author_id)
-
-
-_WITH_AUTHORS = Source("comments_with_authors", _with_authors)
-
-
-async def comment_pages(
-    session: AsyncSession, principal: Principal, task_ids: Sequence[int], args: PageArgs
-) -> dict[int, Page]:
-    return await pages_by_parent(
-        session,
-        _WITH_AUTHORS,
-        C.c.task_id,
-        task_ids,
-        COMMENT_KEYS,
-        args,
-        **principal_params(principal),
-    )
 
 
 async def comment_counts(session: AsyncSession, task_ids: Sequence[int]) -> dict[int, int]:

@@ -102,15 +102,22 @@ class Many:
     refused: Callable[[Columns, PrincipalSQL], Sql] | None = None
 
 
+# Conditions on a list's rows (`target`: its source's columns) beyond its parent.
+Conditions = Callable[[Columns, PrincipalSQL, Any, Param], Sequence[Sql]]
+
+
 @dataclass(frozen=True, slots=True)
 class Listing:
-    """A connection: the whole list for a parent (`where` or `rows`), `keys` its total order."""
+    """A connection: the target's rows whose `parent` column holds the parent's id (all of them
+    for a list of the root), that meet `where`; `keys` is their total order. The compiled
+    statement and the loaders' batched pages (`db.read_types.listing_pages`) are both made
+    from it."""
 
     target: str
     keys: Callable[[Any], Sequence[SortKey]]
     arguments: Arguments
-    where: Where | None = None
-    rows: Rows | None = None
+    parent: Callable[[Columns], Sql] | None = None
+    where: Conditions | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.sql.util import ClauseAdapter
 
 from db import wire
-from db.descriptions import ById, ListArgs, Listing, Many, NodeType, One, Value
+from db.descriptions import ById, ListArgs, Listing, Many, NodeType, One, Value, source_of
 from db.errors import InvalidArgument
 from db.pagination import SortKey, after_condition, plan_page
 from db.principals import PRINCIPAL_PARAMS, PrincipalSQL, viewer_sql
@@ -193,13 +193,19 @@ class _Builder:
 
     def rows(self, described: One | Many | Listing, c: Any, args: Any, param: Any) -> Select[Any]:
         """The rows of a relationship or list for the parent row `c`."""
+        p = self.principal
+        if isinstance(described, Listing):
+            rows = source_of(self.types[described.target])
+            target = rows.selected_columns
+            where = [] if described.parent is None else [described.parent(target) == c.id]
+            if described.where is not None:
+                where += described.where(target, p, args, param)
+            return rows.where(*where)
         if described.rows is not None:
-            return described.rows(c, self.principal, args, param)
+            return described.rows(c, p, args, param)
         assert described.where is not None
-        source = self.types[described.target].source
-        assert source is not None
-        rows = source()
-        return rows.where(*described.where(rows.selected_columns, c, self.principal, args, param))
+        rows = source_of(self.types[described.target])
+        return rows.where(*described.where(rows.selected_columns, c, p, args, param))
 
     @staticmethod
     def _only(pick: Pick) -> str:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import prepared, tasks, validation, wire
 from db.descriptions import Columns, NodeType, One, Param, global_id, timestamp, value
 from db.models import Project, Task, TaskStatus
-from db.pagination import Page, PageArgs, SortKey, Source, counts_by_parent, pages_by_parent
+from db.pagination import SortKey
 from db.permissions import require_admin
 from db.principals import Principal, PrincipalSQL
 from db.problems import Problem, ProblemCode, Rejected, reject
@@ -24,34 +24,12 @@ T = Task.__table__
 PROJECT_KEYS = (SortKey("key", P.c.key, "str"),)
 
 
-_LISTED = {
-    True: Source(("projects", True), lambda: select(P)),
-    False: Source(("projects", False), lambda: select(P).where(P.c.archived_at.is_(None))),
-}
-
-
 async def projects_by_key(
     session: AsyncSession, keys: Sequence[tuple[int, str]]
 ) -> dict[tuple[int, str], Any]:
     """Projects by (workspace id, key); the caller has checked that it may read the workspaces."""
     stmt = select(P).where(tuple_(P.c.workspace_id, P.c.key).in_([tuple(k) for k in keys]))
     return {(row.workspace_id, row.key): row for row in (await session.execute(stmt)).all()}
-
-
-async def project_pages(
-    session: AsyncSession, workspace_ids: Sequence[int], include_archived: bool, args: PageArgs
-) -> dict[int, Page]:
-    return await pages_by_parent(
-        session, _LISTED[include_archived], P.c.workspace_id, workspace_ids, PROJECT_KEYS, args
-    )
-
-
-async def project_counts(
-    session: AsyncSession, workspace_ids: Sequence[int], include_archived: bool
-) -> dict[int, int]:
-    return await counts_by_parent(
-        session, _LISTED[include_archived], P.c.workspace_id, workspace_ids
-    )
 
 
 async def task_counts(

@@ -19,6 +19,7 @@ from db.comments import COMMENT
 from db.descriptions import (
     Arguments,
     ById,
+    ListArgs,
     Listing,
     NodeType,
     One,
@@ -28,6 +29,7 @@ from db.descriptions import (
     source_of,
 )
 from db.labels import LABEL
+from db.pagination import Page, Source, count, counts_by_parent, fetch_page, pages_by_parent
 from db.principals import PRINCIPAL_PARAMS, Principal, principal_params
 from db.projects import PROJECT, TASK_COUNTS
 from db.tasks import TASK
@@ -48,7 +50,7 @@ QUERY = NodeType(
             "Workspace",
             sort_keys_of(WORKSPACE_KEYS),
             page_arguments(),
-            where=lambda w, parent, p, args, param: [w.id == any_(p.readable)],
+            where=lambda w, p, args, param: [w.id == any_(p.readable)],
         ),
         "workspace": One(
             "Workspace",
@@ -111,3 +113,67 @@ async def rows_by_ids(
         ids=list(ids),
         **principal_params(principal),
     )
+
+
+# The loaders' pages of a list, per parent --------------------------------------------------
+
+
+def _param(name: str, type_: Any) -> Any:
+    return bindparam(name, type_=type_)
+
+
+def _listing(type_name: str, field: str, args: ListArgs) -> tuple[Listing, Source]:
+    listing = TYPES[type_name].fields[field]
+    assert isinstance(listing, Listing)
+    target = TYPES[listing.target]
+
+    def build() -> Select[Any]:
+        rows = source_of(target)
+        if listing.where is None:
+            return rows
+        return rows.where(*listing.where(rows.selected_columns, PRINCIPAL_PARAMS, args, _param))
+
+    shape = listing.arguments.shape(args.rest)
+    return listing, Source(("listing", type_name, field, shape), build)
+
+
+def _listing_params(listing: Listing, principal: Principal, args: ListArgs) -> dict[str, Any]:
+    return {**principal_params(principal), **listing.arguments.params(args.rest)}
+
+
+async def listing_pages(
+    session: AsyncSession,
+    principal: Principal,
+    type_name: str,
+    field: str,
+    parent_ids: Sequence[int] | None,
+    args: ListArgs,
+) -> dict[int, Page]:
+    """A page of the list `type_name.field` for each parent (for a list of the root, one page
+    under the key 0): the loaders' read, made from the list's description."""
+    listing, source = _listing(type_name, field, args)
+    keys = listing.keys(args.rest)
+    params = _listing_params(listing, principal, args)
+    if listing.parent is None:
+        return {0: await fetch_page(session, source, keys, args.page, **params)}
+    parent = listing.parent(source_of(TYPES[listing.target]).selected_columns)
+    return await pages_by_parent(
+        session, source, parent, parent_ids or [], keys, args.page, **params
+    )
+
+
+async def listing_counts(
+    session: AsyncSession,
+    principal: Principal,
+    type_name: str,
+    field: str,
+    parent_ids: Sequence[int] | None,
+    args: ListArgs,
+) -> dict[int, int]:
+    """The number of rows of the list `type_name.field` for each parent (the root's under 0)."""
+    listing, source = _listing(type_name, field, args)
+    params = _listing_params(listing, principal, args)
+    if listing.parent is None:
+        return {0: await count(session, source, **params)}
+    parent = listing.parent(source_of(TYPES[listing.target]).selected_columns)
+    return await counts_by_parent(session, source, parent, parent_ids or [], **params)

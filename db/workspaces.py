@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Integer, Text, any_, bindparam, delete, false, func, insert, select, update
@@ -28,19 +27,11 @@ from db.descriptions import (
 )
 from db.models import ActivityKind, Membership, Project, Role, Task, User, Workspace
 from db.pagination import (
-    Page,
-    PageArgs,
     SortKey,
-    Source,
-    count,
-    counts_by_parent,
-    fetch_page,
-    pages_by_parent,
 )
 from db.permissions import require_admin, require_readable, require_user
 from db.principals import Principal, PrincipalSQL
 from db.problems import Problem, ProblemCode, Rejected, reject
-from db.sql import in_ids
 
 W = Workspace.__table__
 M = Membership.__table__
@@ -55,20 +46,6 @@ MEMBER_KEYS = (
 )
 
 
-_READABLE = Source("workspaces", lambda: select(W).where(in_ids(W.c.id, "readable")))
-_MEMBERS = Source("members", lambda: select(M))
-
-
-async def workspace_page(session: AsyncSession, principal: Principal, args: PageArgs) -> Page:
-    return await fetch_page(
-        session, _READABLE, WORKSPACE_KEYS, args, readable=principal.readable_workspace_ids
-    )
-
-
-async def workspace_count(session: AsyncSession, principal: Principal) -> int:
-    return await count(session, _READABLE, readable=principal.readable_workspace_ids)
-
-
 async def workspace_by_slug(session: AsyncSession, principal: Principal, slug: str) -> Any | None:
     rows = await prepared.rows(
         session,
@@ -79,18 +56,6 @@ async def workspace_by_slug(session: AsyncSession, principal: Principal, slug: s
     if not rows or not principal.can_read(rows[0].id):
         return None
     return rows[0]
-
-
-async def member_pages(
-    session: AsyncSession, workspace_ids: Sequence[int], args: PageArgs
-) -> dict[int, Page]:
-    return await pages_by_parent(
-        session, _MEMBERS, M.c.workspace_id, workspace_ids, MEMBER_KEYS, args
-    )
-
-
-async def member_counts(session: AsyncSession, workspace_ids: Sequence[int]) -> dict[int, int]:
-    return await counts_by_parent(session, _MEMBERS, M.c.workspace_id, workspace_ids)
 
 
 # ---------------------------------------------------------------- commands
@@ -430,7 +395,7 @@ WORKSPACE = NodeType(
             "Membership",
             sort_keys_of(MEMBER_KEYS),
             page_arguments(),
-            where=lambda m, parent, p, args, param: [m.workspace_id == parent.id],
+            parent=lambda m: m.workspace_id,
         ),
         "projects": Listing(
             "Project",
@@ -438,10 +403,8 @@ WORKSPACE = NodeType(
             page_arguments(
                 lambda include_archived=False: bool(include_archived), shape=lambda rest: rest
             ),
-            where=lambda x, parent, p, args, param: [
-                x.workspace_id == parent.id,
-                *(() if args.rest else (x.archived_at.is_(None),)),
-            ],
+            parent=lambda x: x.workspace_id,
+            where=lambda x, p, args, param: [] if args.rest else [x.archived_at.is_(None)],
         ),
         # Keys are matched as the resolvers match them: stripped and upper-cased.
         "project": One(

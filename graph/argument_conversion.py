@@ -11,6 +11,7 @@ are converted by Strawberry's own function.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING
 from typing import Any
@@ -118,3 +119,14 @@ def _same(value: Any) -> Any:
 
 def _strawberry(type_: Any, scalars: Mapping[object, Any], config: Any) -> Convert:
     return lambda value: convert_argument(value, type_, scalars, config)
+
+
+def db_value(value: Any) -> Any:
+    """An argument as `db` takes it: inputs through their own `to_db`, enums by value."""
+    if hasattr(value, "to_db"):
+        return value.to_db()
+    if isinstance(value, list):
+        return [db_value(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value

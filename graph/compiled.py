@@ -21,7 +21,6 @@ tests/graph/test_compiled.py and tests/graph/test_read_corpus.py compare the two
 
 from __future__ import annotations
 
-import enum
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,7 +56,7 @@ from db.errors import InvalidArgument
 from db.json_statement import NotCompiled, Pick
 from db.principals import VIEWER_PARAM, Principal, principal_params
 from db.read_types import TYPES
-from graph.argument_conversion import arguments_converter
+from graph.argument_conversion import arguments_converter, db_value
 from graph.ids import from_global_id
 
 # Switched off by tests that compare the compiled path with the normal one.
@@ -465,17 +464,6 @@ def _arguments(schema: GraphQLSchema, site: Site, values: Any) -> Any:
                 strawberry_schema.config,
             )
         kwargs = site.convert(given)
-        return described.arguments.convert(**{k: _db_value(v) for k, v in kwargs.items()})
+        return described.arguments.convert(**{k: db_value(v) for k, v in kwargs.items()})
     except InvalidArgument:
         raise Fallback from None
-
-
-def _db_value(value: Any) -> Any:
-    """An argument as `db` takes it: inputs through their own `to_db`, enums by value."""
-    if hasattr(value, "to_db"):
-        return value.to_db()
-    if isinstance(value, list):
-        return [_db_value(v) for v in value]
-    if isinstance(value, enum.Enum):
-        return value.value
-    return value

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from strawberry.dataloader import DataLoader
 
-from db import activities, api_keys, comments, labels, projects, read_types, tasks, workspaces
+from db import api_keys, comments, labels, projects, read_types, tasks
+from db.descriptions import ListArgs
 from db.pagination import Page, PageArgs
 
 if TYPE_CHECKING:
@@ -127,14 +128,6 @@ class Loaders:
     def comment_count(self) -> DataLoader[int, int]:
         return self._loader(comments.comment_counts, default=0)
 
-    @cached_property
-    def activity_count(self) -> DataLoader[int, int]:
-        return self._loader(activities.activity_counts, default=0)
-
-    @cached_property
-    def member_count(self) -> DataLoader[int, int]:
-        return self._loader(workspaces.member_counts, default=0)
-
     # Per-parent collections with arguments.
     def keyed(
         self, key: Hashable, fn: Batch, *leading: Any, default: Any = None
@@ -144,49 +137,21 @@ class Loaders:
             loader = self._keyed[key] = self._loader(fn, *leading, default=default)
         return loader
 
-    def comment_pages(self, args: PageArgs) -> DataLoader[int, Page]:
+    def pages(self, type_name: str, field: str, args: ListArgs) -> DataLoader[int, Page]:
+        """Pages of the list `type_name.field` by parent id (0 for a list of the root)."""
         principal = self._ctx.principal
 
         async def batch(session: Any, ids: list[int]) -> dict[int, Page]:
-            return await comments.comment_pages(session, principal, ids, args)
+            return await read_types.listing_pages(session, principal, type_name, field, ids, args)
 
-        return self.keyed(("comments", args), batch)
+        return self.keyed(("pages", type_name, field, args), batch)
 
-    def activity_pages(self, args: PageArgs) -> DataLoader[int, Page]:
-        return self.keyed(("activity", args), _pages(activities.activity_pages, args))
+    def counts(self, type_name: str, field: str, args: ListArgs) -> DataLoader[int, int]:
+        """The number of rows of the list `type_name.field` by parent id."""
+        principal = self._ctx.principal
+        whole = ListArgs(PageArgs(), args.rest)
 
-    def member_pages(self, args: PageArgs) -> DataLoader[int, Page]:
-        return self.keyed(("members", args), _pages(workspaces.member_pages, args))
-
-    def project_pages(self, include_archived: bool, args: PageArgs) -> DataLoader[int, Page]:
-        async def batch(session: Any, ids: list[int]) -> dict[int, Page]:
-            return await projects.project_pages(session, ids, include_archived, args)
-
-        return self.keyed(("projects", include_archived, args), batch)
-
-    def project_counts(self, include_archived: bool) -> DataLoader[int, int]:
         async def batch(session: Any, ids: list[int]) -> dict[int, int]:
-            return await projects.project_counts(session, ids, include_archived)
+            return await read_types.listing_counts(session, principal, type_name, field, ids, whole)
 
-        return self.keyed(("project_count", include_archived), batch, default=0)
-
-    def task_pages(
-        self, parent: str, flt: tasks.TaskFilter | None, order: tuple[Any, ...], args: PageArgs
-    ) -> DataLoader[int, Page]:
-        async def batch(session: Any, ids: list[int]) -> dict[int, Page]:
-            return await tasks.task_pages(session, parent, ids, flt, order, args)  # type: ignore[arg-type]
-
-        return self.keyed(("tasks", parent, flt, order, args), batch)
-
-    def task_count(self, parent: str, flt: tasks.TaskFilter | None) -> DataLoader[int, int]:
-        async def batch(session: Any, ids: list[int]) -> dict[int, int]:
-            return await tasks.task_counts(session, parent, ids, flt)  # type: ignore[arg-type]
-
-        return self.keyed(("task_count", parent, flt), batch, default=0)
-
-
-def _pages(fn: Callable[..., Awaitable[dict[int, Page]]], args: PageArgs) -> Batch:
-    async def batch(session: Any, ids: list[int]) -> dict[int, Page]:
-        return await fn(session, ids, args)
-
-    return batch
+        return self.keyed(("counts", type_name, field, whole), batch, default=0)

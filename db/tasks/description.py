@@ -66,10 +66,8 @@ def task_list(
         "Task",
         lambda rest: sort_keys(rest[1]),
         list_arguments(default_order),
-        where=lambda t, parent, p, args, param: [
-            t[parent_column] == parent.id,
-            *filter_conditions(args.rest[0], param),
-        ],
+        parent=lambda t: t[parent_column],
+        where=lambda t, p, args, param: filter_conditions(args.rest[0], param),
     )
 
 
@@ -112,13 +110,13 @@ TASK = NodeType(
             "Comment",
             sort_keys_of(comments.COMMENT_KEYS),
             page_arguments(),
-            where=lambda x, parent, p, args, param: [x.task_id == parent.id],
+            parent=lambda x: x.task_id,
         ),
         "activity": Listing(
             "Activity",
             sort_keys_of(activities.ACTIVITY_KEYS),
             page_arguments(),
-            where=lambda x, parent, p, args, param: [x.task_id == parent.id],
+            parent=lambda x: x.task_id,
         ),
     },
     visible=lambda c, p: c.workspace_id == any_(p.readable),

@@ -29,14 +29,11 @@ from db.models import (
     Task,
     TaskLabel,
 )
-from db.pagination import Page, PageArgs, SortKey, Source, counts_by_parent, pages_by_parent
+from db.pagination import SortKey
 from db.sql import in_ids
 from db.tasks.filters import (
     TaskFilter,
     check_filter,
-    filter_conditions,
-    filter_params,
-    filter_shape,
 )
 
 T = Task.__table__
@@ -106,35 +103,6 @@ def task_list_arguments(
     if filter is not None:
         check_filter(filter)
     return filter, order
-
-
-def _filtered(flt: TaskFilter | None) -> Source:
-    shape = filter_shape(flt)
-    return Source(("tasks", shape), lambda: task_rows().where(*filter_conditions(flt)))
-
-
-async def task_pages(
-    session: AsyncSession,
-    parent: Literal["workspace", "project"],
-    parent_ids: Sequence[int],
-    flt: TaskFilter | None,
-    order: Sequence[tuple[TaskOrderField, bool]],
-    args: PageArgs,
-) -> dict[int, Page]:
-    column = T.c.workspace_id if parent == "workspace" else T.c.project_id
-    return await pages_by_parent(
-        session, _filtered(flt), column, parent_ids, sort_keys(order), args, **filter_params(flt)
-    )
-
-
-async def task_counts(
-    session: AsyncSession,
-    parent: Literal["workspace", "project"],
-    parent_ids: Sequence[int],
-    flt: TaskFilter | None,
-) -> dict[int, int]:
-    column = T.c.workspace_id if parent == "workspace" else T.c.project_id
-    return await counts_by_parent(session, _filtered(flt), column, parent_ids, **filter_params(flt))
 
 
 _KEY = re.compile(r"^([A-Z][A-Z0-9]{1,9})-([1-9][0-9]{0,8})$")

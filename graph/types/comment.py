@@ -21,22 +21,9 @@ class Comment(Node):
     task_id: strawberry.Private[int]
     author_id: strawberry.Private[int]
 
-    # The author, when the comment's row brought it (pages of comments do).
-    _author: strawberry.Private[User | None] = None
-
     @classmethod
     def from_row(cls, row: Any) -> Comment:
         values = columns(row)
-        author = None
-        name = values.get("author_name")
-        if name is not None:
-            author = User(
-                id=strawberry.ID(to_global_id("User", values["author_id"])),
-                db_id=values["author_id"],
-                name=name,
-                created_at=values["author_created_at"],
-                _email=values["author_email"],
-            )
         return cls(
             id=strawberry.ID(to_global_id("Comment", values["id"])),
             db_id=values["id"],
@@ -45,17 +32,10 @@ class Comment(Node):
             body=values["body"],
             created_at=values["created_at"],
             updated_at=values["updated_at"],
-            _author=author,
         )
 
-    # Synchronous when the author came with the row: no awaitable for graphql-core to wait on.
     @strawberry.field
-    def author(self, info: strawberry.Info) -> User:
-        if self._author is not None:
-            return self._author
-        return self._load_author(info)  # type: ignore[return-value]
-
-    async def _load_author(self, info: strawberry.Info) -> User:
+    async def author(self, info: strawberry.Info) -> User:
         return User.from_row(await context_of(info).loaders.user.load(self.author_id))
 
     @strawberry.field

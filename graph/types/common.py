@@ -110,3 +110,24 @@ def ids_of(values: Sequence[str] | None, expected: str, argument: str) -> list[i
     if values is None:
         return None
     return [db_id_of(v, expected, argument=argument) for v in values]
+
+
+async def listing(
+    info: Any,
+    type_name: str,
+    field: str,
+    parent_id: int,
+    build: Callable[[Any], T],
+    **given: Any,
+) -> Connection[T]:
+    """The connection `type_name.field` of a parent, read as its description says
+    (db/read_types.py), its arguments converted as the compiled path converts them."""
+    from db.read_types import TYPES
+    from graph.argument_conversion import db_value
+    from graph.context import context_of
+
+    described = TYPES[type_name].fields[field]
+    args = described.arguments.convert(**{k: db_value(v) for k, v in given.items()})  # type: ignore[union-attr]
+    loaders = context_of(info).loaders
+    page = await loaders.pages(type_name, field, args).load(parent_id)
+    return connection(page, build, lambda: loaders.counts(type_name, field, args).load(parent_id))

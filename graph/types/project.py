@@ -5,7 +5,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
-from db import tasks as task_db
 from db.models import TaskStatus as DbStatus
 from graph.context import context_of
 from graph.ids import to_global_id
@@ -78,15 +77,14 @@ class Project(Node):
     ) -> Connection[Task]:
         return await task_connection(
             info,
-            "project",
+            "Project",
             self.db_id,
-            filter,
-            order_by,
-            task_db.PROJECT_TASK_ORDER,
-            first,
-            after,
-            last,
-            before,
+            filter=filter,
+            order_by=order_by,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
         )
 
     @strawberry.field

@@ -12,7 +12,7 @@ from graph.ids import from_global_id
 from graph.types.activity import Activity
 from graph.types.api_key import ApiKey
 from graph.types.comment import Comment
-from graph.types.common import Connection, Node, connection, page_args
+from graph.types.common import Connection, Node, listing
 from graph.types.label import Label
 from graph.types.project import Project
 from graph.types.task import Task
@@ -72,15 +72,9 @@ class Query:
     async def workspaces(
         self, info: strawberry.Info, first: int | None = None, after: str | None = None
     ) -> Connection[Workspace]:
-        ctx = context_of(info)
-        page = await ctx.db(workspace_db.workspace_page, ctx.principal, page_args(first, after))
-        for row in page.rows:
-            ctx.loaders.workspace.prime(row.id, row)
-
-        async def total() -> int:
-            return len(ctx.principal.readable_workspace_ids)
-
-        return connection(page, Workspace.from_row, total)
+        return await listing(
+            info, "Query", "workspaces", 0, Workspace.from_row, first=first, after=after
+        )
 
     @strawberry.field
     async def workspace(self, info: strawberry.Info, slug: str) -> Workspace | None:

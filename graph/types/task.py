@@ -20,10 +20,9 @@ from graph.types.common import (
     TaskPriority,
     TaskStatus,
     columns,
-    connection,
     fill,
     ids_of,
-    page_args,
+    listing,
 )
 from graph.types.user import User
 
@@ -111,31 +110,10 @@ _PRIORITY = {p.value: p for p in DbPriority}
 
 
 async def task_connection(
-    info: strawberry.Info,
-    parent: str,
-    parent_id: int,
-    filter: TaskFilter | None,
-    order_by: list[TaskOrder] | None,
-    default_order: tuple[tuple[task_db.TaskOrderField, bool], ...],
-    first: int | None,
-    after: str | None,
-    last: int | None,
-    before: str | None,
+    info: strawberry.Info, type_name: str, parent_id: int, **given: Any
 ) -> Connection[Task]:
-    ctx = context_of(info)
-    # The same checks and defaults as the compiled path's (db.read_types).
-    flt, order = task_db.task_list_arguments(
-        default_order,
-        filter.to_db() if filter is not None else None,
-        [o.to_db() for o in order_by] if order_by is not None else None,  # type: ignore[misc]
-    )
-    args = page_args(first, after, last, before)
-    page = await ctx.loaders.task_pages(parent, flt, order, args).load(parent_id)
-
-    async def total() -> int:
-        return await ctx.loaders.task_count(parent, flt).load(parent_id)
-
-    result = connection(page, Task.from_row, total)
+    """A workspace's or project's tasks, with what the query asks of each loaded ahead."""
+    result = await listing(info, type_name, "tasks", parent_id, Task.from_row, **given)
     await prefetch(info, result.nodes)
     return result
 
@@ -306,10 +284,8 @@ class Task(Node):
     ) -> Connection[Annotated[Comment, strawberry.lazy("graph.types.comment")]]:
         from graph.types.comment import Comment
 
-        ctx = context_of(info)
-        page = await ctx.loaders.comment_pages(page_args(first, after)).load(self.db_id)
-        return connection(
-            page, Comment.from_row, lambda: ctx.loaders.comment_count.load(self.db_id)
+        return await listing(
+            info, "Task", "comments", self.db_id, Comment.from_row, first=first, after=after
         )
 
     @strawberry.field
@@ -324,10 +300,8 @@ class Task(Node):
     ) -> Connection[Annotated[Activity, strawberry.lazy("graph.types.activity")]]:
         from graph.types.activity import Activity
 
-        ctx = context_of(info)
-        page = await ctx.loaders.activity_pages(page_args(first, after)).load(self.db_id)
-        return connection(
-            page, Activity.from_row, lambda: ctx.loaders.activity_count.load(self.db_id)
+        return await listing(
+            info, "Task", "activity", self.db_id, Activity.from_row, first=first, after=after
         )
 
     @strawberry.field(description="Whether the viewer may change this task.")

@@ -5,13 +5,12 @@ from typing import Any
 
 import strawberry
 
-from db import tasks as task_db
 from db.errors import Forbidden
 from db.models import Role as DbRole
 from graph.context import context_of
 from graph.ids import to_global_id
 from graph.types.api_key import ApiKey
-from graph.types.common import Connection, Node, Role, connection, page_args
+from graph.types.common import Connection, Node, Role, listing
 from graph.types.label import Label
 from graph.types.project import Project
 from graph.types.task import Task, TaskFilter, TaskOrder, task_connection
@@ -58,10 +57,8 @@ class Workspace(Node):
     async def members(
         self, info: strawberry.Info, first: int | None = None, after: str | None = None
     ) -> Connection[Membership]:
-        ctx = context_of(info)
-        page = await ctx.loaders.member_pages(page_args(first, after)).load(self.db_id)
-        return connection(
-            page, Membership.from_row, lambda: ctx.loaders.member_count.load(self.db_id)
+        return await listing(
+            info, "Workspace", "members", self.db_id, Membership.from_row, first=first, after=after
         )
 
     @strawberry.field(description="Projects ordered by key; archived ones only when asked for.")
@@ -72,15 +69,15 @@ class Workspace(Node):
         after: str | None = None,
         include_archived: bool | None = False,
     ) -> Connection[Project]:
-        ctx = context_of(info)
-        include_archived = bool(include_archived)
-        page = await ctx.loaders.project_pages(include_archived, page_args(first, after)).load(
-            self.db_id
-        )
-        return connection(
-            page,
+        return await listing(
+            info,
+            "Workspace",
+            "projects",
+            self.db_id,
             Project.from_row,
-            lambda: ctx.loaders.project_counts(include_archived).load(self.db_id),
+            first=first,
+            after=after,
+            include_archived=include_archived,
         )
 
     @strawberry.field
@@ -110,15 +107,14 @@ class Workspace(Node):
     ) -> Connection[Task]:
         return await task_connection(
             info,
-            "workspace",
+            "Workspace",
             self.db_id,
-            filter,
-            order_by,
-            task_db.WORKSPACE_TASK_ORDER,
-            first,
-            after,
-            last,
-            before,
+            filter=filter,
+            order_by=order_by,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
         )
 
     @strawberry.field(description='A task by its human key, e.g. "ENG-42".')

@@ -36,9 +36,9 @@ query Board($slug: String!, $first: Int!) {
 
 # Through the resolvers: 1 user and memberships (authentication), 1 workspace by slug,
 # 1 project by key, 1 task page, 1 task count, 1 assignees+creators, 1 labels, 1 comment
-# counts, 1 first-3-comments with their authors (window function).
+# counts, 1 first-3-comments (window function), 1 their authors.
 # Compiled (graph/compiled.py): one statement, the user's memberships included.
-BOARD_STATEMENTS = {"resolvers": 9, "compiled": 1}
+BOARD_STATEMENTS = {"resolvers": 10, "compiled": 1}
 
 
 async def _board(session: AsyncSession, tasks: int) -> tuple[str, int]:
@@ -145,11 +145,9 @@ query Detail($id: ID!) {
 }
 """
 
-# Through the resolvers: 1 authentication, 1 task with its project, 1 assignee+creator,
-# 1 labels, 1 comments with their authors, 1 activity. Compiled: one.
-# Through the resolvers: auth, the task (by id, from its description), its project, users,
-# labels, comments with authors, activity.
-DETAIL_STATEMENTS = {"resolvers": 7, "compiled": 1}
+# Through the resolvers: 1 authentication, 1 task, 1 its project, 1 assignee+creator,
+# 1 labels, 1 comments, 1 their authors, 1 activity. Compiled: one.
+DETAIL_STATEMENTS = {"resolvers": 8, "compiled": 1}
 
 
 async def test_task_detail_statements(
