@@ -289,6 +289,9 @@ class _Builder:
         more = func.count() > page.size if page.size else false()
         started = true() if page.started else false()
         has_next, has_previous = (started, more) if page.backwards else (more, started)
+        if page.size == 0:
+            # An empty page has no neighbours (`db.pagination.fetch_page`).
+            has_next = has_previous = false()
         (info_type,) = pick.children
         parts: list[Any] = []
         for item in pick.children[info_type] or ():

@@ -406,6 +406,11 @@ async def test_what_the_compiler_cannot_answer_goes_to_the_normal_path(
             None,
         ),
         ("query { workspaces { nodes { tasks(last: 2) { nodes { id } } } } }", None),
+        (
+            "query($c: String) { workspaces { nodes { tasks(last: 0, before: $c) "
+            "{ pageInfo { hasNextPage hasPreviousPage startCursor } } } } }",
+            {"c": "WyJDUkVBVEVEX0FUOmQsSUQ6ZCIsWyIyMDI2LTAxLTAxVDAwOjAwOjAwKzAwOjAwIiwxXV0"},
+        ),
         ("query { workspaces { nodes { members { nodes { role user { name } } } } } }", None),
     ],
 )
