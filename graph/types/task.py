@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import enum
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any
@@ -13,7 +11,6 @@ from db.models import TaskPriority as DbPriority
 from db.models import TaskStatus as DbStatus
 from graph.context import context_of
 from graph.ids import to_global_id
-from graph.lookahead import item_fields
 from graph.types.common import (
     Connection,
     Node,
@@ -112,58 +109,8 @@ _PRIORITY = {p.value: p for p in DbPriority}
 async def task_connection(
     info: strawberry.Info, type_name: str, parent_id: int, **given: Any
 ) -> Connection[Task]:
-    """A workspace's or project's tasks, with what the query asks of each loaded ahead."""
-    result = await listing(info, type_name, "tasks", parent_id, Task.from_row, **given)
-    await prefetch(info, result.nodes)
-    return result
-
-
-async def prefetch(info: strawberry.Info, tasks: list[Task]) -> None:
-    """Load what the query asks of every task of a page at once (one batch per relationship),
-    so that the per-task fields below resolve without awaiting."""
-    if not tasks:
-        return
-    wanted = item_fields(info)
-    loaders = context_of(info).loaders
-    ids = [t.db_id for t in tasks]
-    jobs: dict[str, Any] = {}
-    if "assignee" in wanted or "creator" in wanted:
-        people = {t.assignee_id for t in tasks if t.assignee_id is not None}
-        people |= {t.creator_id for t in tasks} if "creator" in wanted else set()
-        jobs["people"] = loaders.user.load_many(sorted(people))
-    if "labels" in wanted:
-        jobs["labels"] = loaders.labels_of_task.load_many(ids)
-    if "commentCount" in wanted:
-        jobs["comment_count"] = loaders.comment_count.load_many(ids)
-    if "project" in wanted or ("key" in wanted and any("key" not in t._pre for t in tasks)):
-        jobs["projects"] = loaders.project.load_many(sorted({t.project_id for t in tasks}))
-    if not jobs:
-        return
-    done = dict(zip(jobs, await asyncio.gather(*jobs.values()), strict=True))
-    from graph.types.label import Label
-    from graph.types.project import Project
-
-    people_by_id = {row.id: User.from_row(row) for row in done.get("people", []) if row is not None}
-    projects_by_id = {row.id: row for row in done.get("projects", []) if row is not None}
-    # One object per project, not per task; built only when the query selects `project`.
-    project_objects = (
-        {pid: Project.from_row(row) for pid, row in projects_by_id.items()}
-        if "project" in wanted
-        else {}
-    )
-    for i, task in enumerate(tasks):
-        pre = task._pre
-        if "people" in done:
-            pre["assignee"] = people_by_id.get(task.assignee_id) if task.assignee_id else None
-            pre["creator"] = people_by_id.get(task.creator_id)
-        if "labels" in done:
-            pre["labels"] = [Label.from_row(row) for row in done["labels"][i]]
-        if "comment_count" in done:
-            pre["comment_count"] = done["comment_count"][i]
-        if "projects" in done:
-            pre["key"] = f"{projects_by_id[task.project_id].key}-{task.number}"
-            if project_objects:
-                pre["project"] = project_objects[task.project_id]
+    """A workspace's or project's tasks."""
+    return await listing(info, type_name, "tasks", parent_id, Task.from_row, **given)
 
 
 @strawberry.type
@@ -189,8 +136,8 @@ class Task(Node):
     project_id: strawberry.Private[int]
     assignee_id: strawberry.Private[int | None]
     creator_id: strawberry.Private[int]
-    # Relationship values loaded ahead by the list the task came in (see `prefetch`).
-    _pre: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # The project's key, when the row brought it (task rows do; a command's rows may not).
+    _project_key: strawberry.Private[str | None] = None
 
     @classmethod
     def from_row(cls, row: Any) -> Task:
@@ -214,65 +161,40 @@ class Task(Node):
             completed_at=values["completed_at"],
             created_at=values["created_at"],
             updated_at=values["updated_at"],
-            _pre={},
+            _project_key=values.get("project_key"),
         )
-        project_key = values.get("project_key")
-        if project_key is not None:
-            task._pre["key"] = f"{project_key}-{values['number']}"
         return task
 
-    # Each relationship field returns the value a list prefetched, or else an awaitable that
-    # loads it: synchronous resolvers keep graphql-core off its slower async path.
     @strawberry.field(description='Human key, project key and number, e.g. "ENG-42".')
-    def key(self, info: strawberry.Info) -> str:
-        if "key" in self._pre:
-            return self._pre["key"]  # type: ignore[no-any-return]
-        return self._load_key(info)  # type: ignore[return-value]
-
-    async def _load_key(self, info: strawberry.Info) -> str:
-        project = await context_of(info).loaders.project.load(self.project_id)
-        return f"{project.key}-{self.number}"
+    async def key(self, info: strawberry.Info) -> str:
+        project_key = self._project_key
+        if project_key is None:
+            project_key = (await context_of(info).loaders.project.load(self.project_id)).key
+        return f"{project_key}-{self.number}"
 
     @strawberry.field
-    def project(
+    async def project(
         self, info: strawberry.Info
     ) -> Annotated[Project, strawberry.lazy("graph.types.project")]:
-        if "project" in self._pre:
-            return self._pre["project"]  # type: ignore[no-any-return]
-        return self._load_project(info)  # type: ignore[return-value]
-
-    async def _load_project(self, info: strawberry.Info) -> Any:
         from graph.types.project import Project
 
         return Project.from_row(await context_of(info).loaders.project.load(self.project_id))
 
     @strawberry.field
-    def assignee(self, info: strawberry.Info) -> User | None:
+    async def assignee(self, info: strawberry.Info) -> User | None:
         if self.assignee_id is None:
             return None
-        if "assignee" in self._pre:
-            return self._pre["assignee"]  # type: ignore[no-any-return]
-        return self._load_user(info, self.assignee_id)  # type: ignore[return-value]
-
-    @strawberry.field
-    def creator(self, info: strawberry.Info) -> User:
-        if "creator" in self._pre:
-            return self._pre["creator"]  # type: ignore[no-any-return]
-        return self._load_user(info, self.creator_id)  # type: ignore[return-value]
-
-    async def _load_user(self, info: strawberry.Info, user_id: int) -> User | None:
-        row = await context_of(info).loaders.user.load(user_id)
+        row = await context_of(info).loaders.user.load(self.assignee_id)
         return User.from_row(row) if row is not None else None
 
     @strawberry.field
-    def labels(
+    async def creator(self, info: strawberry.Info) -> User:
+        return User.from_row(await context_of(info).loaders.user.load(self.creator_id))
+
+    @strawberry.field
+    async def labels(
         self, info: strawberry.Info
     ) -> list[Annotated[Label, strawberry.lazy("graph.types.label")]]:
-        if "labels" in self._pre:
-            return self._pre["labels"]  # type: ignore[no-any-return]
-        return self._load_labels(info)  # type: ignore[return-value]
-
-    async def _load_labels(self, info: strawberry.Info) -> list[Any]:
         from graph.types.label import Label
 
         rows = await context_of(info).loaders.labels_of_task.load(self.db_id)
@@ -289,10 +211,8 @@ class Task(Node):
         )
 
     @strawberry.field
-    def comment_count(self, info: strawberry.Info) -> int:
-        if "comment_count" in self._pre:
-            return self._pre["comment_count"]  # type: ignore[no-any-return]
-        return context_of(info).loaders.comment_count.load(self.db_id)  # type: ignore[return-value]
+    async def comment_count(self, info: strawberry.Info) -> int:
+        return await context_of(info).loaders.comment_count.load(self.db_id)  # type: ignore[no-any-return]
 
     @strawberry.field(description="What happened to the task, newest first.")
     async def activity(
