@@ -83,7 +83,8 @@ def bind(described: Any, args: Any, site: int) -> tuple[Hashable, dict[str, Any]
             extra = described.arguments.params(args.rest)
         elif isinstance(described, ById):
             if described.many:
-                return len(args) > 0, {
+                # Branches only for the types the ids name.
+                return tuple(sorted({t for t, _ in args})), {
                     f"{prefix}types": [t for t, _ in args],
                     f"{prefix}ids": [i for _, i in args],
                 }
@@ -119,9 +120,6 @@ class _Page:
 def _page(described: Listing, args: ListArgs) -> _Page:
     keys = described.keys(args.rest)
     size, backwards, walk, values = plan_page(keys, args.page)
-    if size == 0 and values is not None and not backwards:
-        # The resolvers answer hasPreviousPage differently for one parent and for many.
-        raise NotCompiled
     return _Page(keys, size, backwards, walk, values or [], values is not None)
 
 
@@ -289,9 +287,6 @@ class _Builder:
         more = func.count() > page.size if page.size else false()
         started = true() if page.started else false()
         has_next, has_previous = (started, more) if page.backwards else (more, started)
-        if page.size == 0:
-            # An empty page has no neighbours (`db.pagination.fetch_page`).
-            has_next = has_previous = false()
         (info_type,) = pick.children
         parts: list[Any] = []
         for item in pick.children[info_type] or ():
@@ -331,9 +326,11 @@ class _Builder:
             .table_valued("type_name", "id", with_ordinality="n")
             .render_derived()
         )
+        named = {t for t, _ in args}
         branches = [
             (pairs.c.type_name == sql_string(type_name), self.node(type_name, picks, pairs.c.id))
             for type_name, picks in pick.children.items()
+            if type_name in named
         ]
         item = case(*branches, else_=null()) if branches else null()
         return (

@@ -170,7 +170,11 @@ async def fetch_page(
     """One page of `source` ordered by `keys` (the last key must make the order total)."""
     size, backwards, walk, values = plan_page(keys, args)
     if size == 0:
-        return Page([], keys, False, False)
+        # No rows, but the same page info as a page of rows: the given cursor's side has more.
+        started = values is not None
+        return Page(
+            [], keys, has_next=started and backwards, has_previous=started and not backwards
+        )
 
     def build() -> Select[Any]:
         query = (
@@ -210,9 +214,9 @@ async def fetch_pages_per_parent(
 ) -> dict[int, Page]:
     """The first page of a child list for many parents in one statement (window function)."""
     size, _ = checked_size(first, None)
+    values = decode_cursor(after, keys) if after is not None else None
     if size == 0:
         return {pid: Page([], keys, False, after is not None) for pid in parent_ids}
-    values = decode_cursor(after, keys) if after is not None else None
 
     def build() -> Select[Any]:
         query = _with_keys(source.build(), keys).add_columns(

@@ -86,6 +86,9 @@ class Site:
     described: Any
     # The field's arguments as its resolver receives them (`graph.argument_conversion`).
     convert: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    # Under `node(id:)` or `nodes(ids:)`, the field is only read when an id is of this type:
+    # (the node field's site, type name) for each of them above it.
+    guard: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(slots=True)
@@ -204,6 +207,7 @@ class _Collector:
         self.fragments = fragments
         self.variables = variables
         self.sites: list[Site] = []
+        self.guard: tuple[tuple[int, str], ...] = ()
 
     def tree(self, operation: OperationDefinitionNode) -> Tree:
         root = self.schema.query_type
@@ -247,13 +251,19 @@ class _Collector:
                 assert is_object_type(named)
                 children[named.name] = self.connection(named, subsets, described.target)  # type: ignore[arg-type]
             else:
+                by_id = isinstance(described, ById)
                 for runtime in self._runtime_types(named):
+                    outer = self.guard
+                    if by_id and site is not None:
+                        self.guard = (*outer, (site, runtime.name))
                     try:
                         children[runtime.name] = self.objects(runtime, subsets)
                     except Unsupported:
                         if not is_abstract_type(named):
                             raise
                         children[runtime.name] = None
+                    finally:
+                        self.guard = outer
             picks.append(Pick(key, _python_name(definition), site, children))
         return picks
 
@@ -307,7 +317,7 @@ class _Collector:
     def _site(self, definition: GraphQLField, node: FieldNode, described: Any) -> int | None:
         if not definition.args:
             return None
-        self.sites.append(Site(definition, node, described))
+        self.sites.append(Site(definition, node, described, guard=self.guard))
         return len(self.sites) - 1
 
     def _runtime_types(self, named: GraphQLNamedType) -> list[GraphQLObjectType]:
@@ -396,13 +406,20 @@ def statement(
             raise Fallback
         coerced = values.coerced
     tree = _tree(schema, operation, coerced)
-    args = [_arguments(schema, site, values) for site in tree.sites]
+    args: list[Any] = []
     shapes = []
     params: dict[str, Any] = (
         {VIEWER_PARAM: viewer} if principal is None else principal_params(principal)
     )
     try:
-        for i, (site, value) in enumerate(zip(tree.sites, args, strict=True)):
+        for i, site in enumerate(tree.sites):
+            if not all(_reads(tree.sites[j], args[j], t) for j, t in site.guard):
+                # Under a `node` whose id is of another type: not read by this request.
+                args.append(None)
+                shapes.append(None)
+                continue
+            value = _arguments(schema, site, values)
+            args.append(value)
             shape, given = json_statement.bind(site.described, value, i)
             shapes.append(shape)
             params.update(given)
@@ -416,6 +433,15 @@ def statement(
     except NotCompiled:
         raise Fallback from None
     return compiled.sql, prepared.arguments(compiled, params)
+
+
+def _reads(site: Site, args: Any, type_name: str) -> bool:
+    """Whether the ids of a `node`/`nodes` field (`args`) name an object of `type_name`."""
+    if args is None:
+        return False
+    if site.described.many:
+        return any(t == type_name for t, _ in args)
+    return bool(args[0] == type_name)
 
 
 def refused(text: str) -> bool:

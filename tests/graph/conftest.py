@@ -10,6 +10,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from graph import compiled
 from graph.app import create_app
 from graph.auth import issue_access_token
 from graph.settings import Settings
@@ -47,6 +48,21 @@ class Api:
         body = await self(query, variables, token=token)
         assert "errors" not in body, body["errors"]
         return body["data"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def used(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The SQL of the operations answered by the compiled path (graph/compiled.py)."""
+    answered: list[str] = []
+    original = compiled.statement
+
+    def counting(*args: Any) -> Any:
+        result = original(*args)
+        answered.append(result[0])
+        return result
+
+    monkeypatch.setattr(compiled, "statement", counting)
+    return answered
 
 
 def token_for(user_id: int) -> str:

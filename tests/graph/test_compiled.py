@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from db.api_keys import create_api_key
 from db.engine import PoolSettings, make_engine
-from db.models import ApiScope, Project, Role, Task
+from db.models import Role
 from db.principals import Principal
 from graph import compiled
 from graph.app import create_app
@@ -32,7 +29,7 @@ from graph.settings import Settings
 from tests import factories
 from tests.conftest import StatementCounter
 from tests.graph.conftest import Api, token_for
-from tests.graph.generated import RandomQueries
+from tests.graph.generated import RandomQueries, awkward_world, both, same
 
 USER = ["id", "name", "email", "createdAt", "__typename"]
 PROJECT = ["id", "key", "name", "description", "archivedAt", "createdAt", "updatedAt"]
@@ -208,88 +205,6 @@ class QueryMaker(RandomQueries):
         return f"query Q {{ {' '.join(roots)} }} " + " ".join(self.fragments)
 
 
-async def _world(session: AsyncSession) -> tuple[factories.World, dict[str, list[str]], str]:
-    world = await factories.world(session)
-    owner = world.users["owner"]
-    await session.execute(
-        update(Project)
-        .where(Project.id == world.project.id)
-        .values(description='Line one\nLine "two"\t\\ \x01 café ✓ \U0001f680')
-    )
-    archived = await factories.project(session, world.workspace.id, "OLD", name="Old")
-    await session.execute(
-        update(Project)
-        .where(Project.id == archived.id)
-        .values(archived_at=factories.BASE_TIME + timedelta(days=3))
-    )
-    await factories.task(session, archived, owner.id, title="In an archived project")
-    task = world.tasks[0]
-    await session.execute(
-        update(Task)
-        .where(Task.id == task.id)
-        .values(
-            title='Quote " backslash \\ tab \t',
-            description="Émoji 🚀, newline\nand \x1f control",
-            # A whole second: Python's isoformat leaves the fraction out.
-            updated_at=factories.BASE_TIME + timedelta(days=2),
-        )
-    )
-    # Positions as orjson writes them: 3072.0, 1536.25, 0.1, 0.000030517578125, 1.5e-7.
-    positions = zip(world.tasks[1:], (1536.25, 0.1, 3.0517578125e-05, 1.5e-7), strict=True)
-    for other, position in positions:
-        await session.execute(update(Task).where(Task.id == other.id).values(position=position))
-    await factories.tag(session, task.id, world.labels[2].id)
-    for minute in range(4):
-        await factories.comment(session, task.id, world.users["member"].id, f"c{minute}", minute)
-    await factories.comment(session, task.id, world.users["outsider"].id, "from outside", 9)
-    for minute in range(3):
-        await factories.activity(session, task, "ENG-1", owner.id, minute)
-    ids = {
-        "Task": [to_global_id("Task", t.id) for t in (task, world.tasks[1], world.other_task)],
-        "Project": [to_global_id("Project", p.id) for p in (world.project, world.other_project)],
-        "Workspace": [
-            to_global_id("Workspace", w.id) for w in (world.workspace, world.other_workspace)
-        ],
-        "User": [to_global_id("User", u.id) for u in world.users.values()],
-    }
-    principal = Principal(user_id=owner.id, roles={world.workspace.id: Role.OWNER})
-    key = await create_api_key(session, principal, world.workspace.id, "export", [ApiScope.READ])
-    return world, ids, key.secret
-
-
-@pytest.fixture
-def used(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The operations answered by the compiled path."""
-    answered: list[str] = []
-    original = compiled.statement
-
-    def counting(*args: Any) -> Any:
-        result = original(*args)
-        answered.append(result[0])
-        return result
-
-    monkeypatch.setattr(compiled, "statement", counting)
-    return answered
-
-
-async def _both(
-    api: Api, monkeypatch: pytest.MonkeyPatch, query: str, token: str | None, variables: Any = None
-) -> tuple[str, str]:
-    headers = {"authorization": f"Bearer {token}"} if token else {}
-    payload = {"query": query, "variables": variables or {}}
-    monkeypatch.setattr(compiled, "ENABLED", False)
-    plain = await api.client.post("/graphql", json=payload, headers=headers)
-    monkeypatch.setattr(compiled, "ENABLED", True)
-    fast = await api.client.post("/graphql", json=payload, headers=headers)
-    assert plain.status_code == fast.status_code == 200
-    return plain.text, fast.text
-
-
-def _same(text: str) -> str:
-    # The same JSON with the keys in the same order; PostgreSQL spaces its JSON differently.
-    return json.dumps(json.loads(text))
-
-
 async def test_generated_queries_give_the_same_answers_compiled_and_not(
     api: Api,
     session: AsyncSession,
@@ -297,7 +212,7 @@ async def test_generated_queries_give_the_same_answers_compiled_and_not(
     used: list[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    world, ids, api_key = await _world(session)
+    world, ids, api_key = await awkward_world(session)
     principals = {
         "owner": token_for(world.users["owner"].id),
         "viewer": token_for(world.users["viewer"].id),
@@ -313,9 +228,9 @@ async def test_generated_queries_give_the_same_answers_compiled_and_not(
         query = maker.query({k: rng.choice(v) for k, v in ids.items()}, slugs)
         who = list(principals)[seed % len(principals)]
         used.clear()
-        plain, fast = await _both(api, monkeypatch, query, principals[who])
+        plain, fast = await both(api, monkeypatch, query, principals[who])
         assert "errors" not in json.loads(plain), (query, who, plain)
-        assert _same(fast) == _same(plain), (query, who)
+        assert same(fast) == same(plain), (query, who)
         compiled_count += bool(used)
     # Every generated query is one the compiler knows, and its statement ran without a fault
     # (a failed statement hands over to the normal path, and logs it).
@@ -326,14 +241,14 @@ async def test_generated_queries_give_the_same_answers_compiled_and_not(
 async def test_the_compiled_answers_carry_the_awkward_values_exactly(
     api: Api, session: AsyncSession, monkeypatch: pytest.MonkeyPatch, used: list[str]
 ) -> None:
-    world, ids, _ = await _world(session)
+    world, ids, _ = await awkward_world(session)
     query = """query { node(id: "%s") { ... on Task { title description updatedAt
       project { description } comments(first: 2) { pageInfo { endCursor hasNextPage } } } } }"""
-    plain, fast = await _both(
+    plain, fast = await both(
         api, monkeypatch, query % ids["Task"][0], token_for(world.users["member"].id)
     )
     assert used
-    assert _same(fast) == _same(plain)
+    assert same(fast) == same(plain)
     task = json.loads(fast)["data"]["node"]
     assert task["title"] == 'Quote " backslash \\ tab \t'
     assert task["description"] == "Émoji 🚀, newline\nand \x1f control"
@@ -385,7 +300,7 @@ async def test_what_the_compiler_cannot_answer_goes_to_the_normal_path(
 ) -> None:
     world = await factories.world(session)
     token = token_for(world.users["member"].id)
-    plain, fast = await _both(api, monkeypatch, query, token, variables)
+    plain, fast = await both(api, monkeypatch, query, token, variables)
     assert fast == plain
     assert not used
 
@@ -424,9 +339,9 @@ async def test_shapes_the_compiler_learned_are_compiled(
 ) -> None:
     world = await factories.world(session)
     token = token_for(world.users["member"].id)
-    plain, fast = await _both(api, monkeypatch, query, token, variables)
+    plain, fast = await both(api, monkeypatch, query, token, variables)
     assert "errors" not in json.loads(plain)
-    assert _same(fast) == _same(plain)
+    assert same(fast) == same(plain)
     assert used
 
 
@@ -438,8 +353,8 @@ async def test_api_keys_refused_in_the_statement_are_answered_by_the_resolvers(
     world = await factories.world(session)
     query = "query { workspaces { nodes { slug apiKeys { name } } } }"
     for who, refused in (("member", True), ("owner", False)):
-        plain, fast = await _both(api, monkeypatch, query, token_for(world.users[who].id))
-        assert _same(fast) == _same(plain)
+        plain, fast = await both(api, monkeypatch, query, token_for(world.users[who].id))
+        assert same(fast) == same(plain)
         errors = json.loads(plain).get("errors", [])
         assert bool(errors) is refused
         if refused:
@@ -455,7 +370,7 @@ async def test_one_statement_answers_a_compiled_query(
     used: list[str],
     credential: str,
 ) -> None:
-    world, ids, api_key = await _world(session)
+    world, ids, api_key = await awkward_world(session)
     for n in range(30):
         await factories.task(session, world.project, world.users["owner"].id, title=f"More {n}")
     token = token_for(world.users["owner"].id) if credential == "access token" else api_key
@@ -479,7 +394,7 @@ async def test_a_token_of_a_user_who_is_gone_gets_the_normal_answer(
 ) -> None:
     await factories.world(session)
     token = token_for(2**40)  # no such user
-    plain, fast = await _both(api, monkeypatch, "query { me { id } }", token)
+    plain, fast = await both(api, monkeypatch, "query { me { id } }", token)
     assert fast == plain
     assert used  # the compiled statement ran, found no user, and handed over
     assert json.loads(fast)["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
@@ -489,7 +404,7 @@ async def test_a_statement_rendered_for_one_principal_answers_each_principal_for
     api: Api, session: AsyncSession, monkeypatch: pytest.MonkeyPatch, used: list[str]
 ) -> None:
     # Statements are kept per operation and variables; the principal's values are parameters.
-    world, ids, api_key = await _world(session)
+    world, ids, api_key = await awkward_world(session)
     query = """query Q($task: ID!, $slug: String!) { me { id email }
       node(id: $task) { ... on Task { title viewerCanEdit assignee { email } } }
       workspace(slug: $slug) { viewerRole tasks(first: 2) { totalCount } }
@@ -501,8 +416,8 @@ async def test_a_statement_rendered_for_one_principal_answers_each_principal_for
         token = {"api key": api_key, "anonymous": None}.get(name)
         if name in world.users:
             token = token_for(world.users[name].id)
-        plain, fast = await _both(api, monkeypatch, query, token, variables)
-        assert _same(fast) == _same(plain), who
+        plain, fast = await both(api, monkeypatch, query, token, variables)
+        assert same(fast) == same(plain), who
         answers[who] = json.loads(fast)["data"]
     assert answers["owner again"] == answers["owner"]
     assert answers["owner"]["workspace"]["viewerRole"] == "OWNER"
@@ -523,17 +438,17 @@ async def test_a_statement_rendered_for_one_principal_answers_each_principal_for
 async def test_a_statement_kept_for_one_id_answers_for_another_of_the_same_type(
     api: Api, session: AsyncSession, monkeypatch: pytest.MonkeyPatch, used: list[str]
 ) -> None:
-    world, _, _ = await _world(session)
+    world, _, _ = await awkward_world(session)
     token = token_for(world.users["owner"].id)
     query = "query Q($id: ID!) { node(id: $id) { __typename ... on Task { id title } } }"
     for task in world.tasks:
-        plain, fast = await _both(
+        plain, fast = await both(
             api, monkeypatch, query, token, {"id": to_global_id("Task", task.id)}
         )
-        assert _same(fast) == _same(plain)
+        assert same(fast) == same(plain)
         assert json.loads(fast)["data"]["node"]["id"] == to_global_id("Task", task.id)
     project = to_global_id("Project", world.project.id)
-    plain, fast = await _both(api, monkeypatch, query, token, {"id": project})
+    plain, fast = await both(api, monkeypatch, query, token, {"id": project})
     assert (
         json.loads(fast)["data"]["node"]
         == {"__typename": "Project"}
@@ -576,7 +491,7 @@ def _list(data: dict[str, Any]) -> dict[str, Any]:
 async def test_pages_after_a_cursor_are_the_same_compiled_and_not(
     api: Api, session: AsyncSession, monkeypatch: pytest.MonkeyPatch, used: list[str], order: str
 ) -> None:
-    world, ids, _ = await _world(session)
+    world, ids, _ = await awkward_world(session)
     token = token_for(world.users["owner"].id)
     await factories.member(session, world.other_workspace.id, world.users["owner"].id, Role.ADMIN)
     arguments = {
@@ -593,8 +508,8 @@ async def test_pages_after_a_cursor_are_the_same_compiled_and_not(
         pages = 0
         while True:
             used.clear()
-            plain, fast = await _both(api, monkeypatch, query, token, {"after": after})
-            assert used and _same(fast) == _same(plain), (name, after, plain, fast)
+            plain, fast = await both(api, monkeypatch, query, token, {"after": after})
+            assert used and same(fast) == same(plain), (name, after, plain, fast)
             page = _list(json.loads(fast)["data"])
             pages += 1
             if not page["pageInfo"]["hasNextPage"]:
@@ -604,7 +519,7 @@ async def test_pages_after_a_cursor_are_the_same_compiled_and_not(
     # A cursor of another ordering is an error, as the normal path reports it.
     used.clear()
     other = (LISTS["board"] % PAGE) % arguments["board"]
-    plain, fast = await _both(api, monkeypatch, other, token, {"after": after})
+    plain, fast = await both(api, monkeypatch, other, token, {"after": after})
     assert fast == plain and "errors" in json.loads(plain)
 
 
@@ -620,7 +535,7 @@ async def test_compiled_queries_run_on_pooled_connections_without_a_session(
     engine = make_engine(committed_db)
     try:
         async with AsyncSession(engine) as session:
-            world, ids, _ = await _world(session)
+            world, ids, _ = await awkward_world(session)
             await session.commit()
         app = create_app(settings, engine=engine)
         transport = httpx.ASGITransport(app=app)
@@ -631,8 +546,8 @@ async def test_compiled_queries_run_on_pooled_connections_without_a_session(
             for seed in range(30):
                 rng = random.Random(seed)
                 query = QueryMaker(seed).query({k: rng.choice(v) for k, v in ids.items()}, slugs)
-                plain, fast = await _both(api, monkeypatch, query, token)
-                assert _same(fast) == _same(plain), query
+                plain, fast = await both(api, monkeypatch, query, token)
+                assert same(fast) == same(plain), query
             assert len(used) == 30
             assert not [r for r in caplog.records if r.name == "graph.view"], caplog.text
             with StatementCounter(engine) as counter:
@@ -712,12 +627,12 @@ async def test_a_kept_statement_is_not_used_for_a_variable_that_is_no_id(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    world, ids, _ = await _world(session)
+    world, ids, _ = await awkward_world(session)
     token = token_for(world.users["owner"].id)
     query = "query N($id: ID!) { node(id: $id) { id } }"
-    await _both(api, monkeypatch, query, token, {"id": ids["Task"][0]})
+    await both(api, monkeypatch, query, token, {"id": ids["Task"][0]})
     for bad in (["ID", "Task"], "Task", 7, "VGFzazp4"):
-        plain, fast = await _both(api, monkeypatch, query, token, {"id": bad})
+        plain, fast = await both(api, monkeypatch, query, token, {"id": bad})
         assert fast == plain and "errors" in json.loads(plain), bad
     assert not [r for r in caplog.records if r.name == "graph.view"], caplog.text
 
