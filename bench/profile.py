@@ -89,7 +89,7 @@ async def profile(
                 await _call(app, op.requests[i % len(op.requests)])
             profiler.disable()
             print(f"== {name}")
-            pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+            pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_PROFILE_SORT", "cumulative")).print_stats(40)
             continue
         best = float("inf")
         for _ in range(ROUNDS):

@@ -37,6 +37,8 @@ from graphql import (
     GraphQLObjectType,
     GraphQLSchema,
     InlineFragmentNode,
+    ListValueNode,
+    ObjectValueNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
@@ -89,6 +91,9 @@ class Site:
     # Under `node(id:)` or `nodes(ids:)`, the field is only read when an id is of this type:
     # (the node field's site, type name) for each of them above it.
     guard: tuple[tuple[int, str], ...] = ()
+    # Whether the arguments take variables; if not, they are evaluated once (`constant`).
+    variables: bool = True
+    constant: tuple[Any, Hashable, dict[str, Any]] | None = None
 
 
 @dataclass(slots=True)
@@ -317,7 +322,8 @@ class _Collector:
     def _site(self, definition: GraphQLField, node: FieldNode, described: Any) -> int | None:
         if not definition.args:
             return None
-        self.sites.append(Site(definition, node, described, guard=self.guard))
+        takes = any(_takes_variables(a.value) for a in node.arguments or ())
+        self.sites.append(Site(definition, node, described, guard=self.guard, variables=takes))
         return len(self.sites) - 1
 
     def _runtime_types(self, named: GraphQLNamedType) -> list[GraphQLObjectType]:
@@ -377,6 +383,16 @@ class _Collector:
         return is_abstract_type(named) and self.schema.is_sub_type(named, runtime)  # type: ignore[arg-type]
 
 
+def _takes_variables(value: Any) -> bool:
+    if isinstance(value, VariableNode):
+        return True
+    if isinstance(value, ListValueNode):
+        return any(_takes_variables(v) for v in value.values)
+    if isinstance(value, ObjectValueNode):
+        return any(_takes_variables(f.value) for f in value.fields)
+    return False
+
+
 def _python_name(definition: GraphQLField) -> str:
     backref = (definition.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
     return backref.python_name if backref is not None else ""
@@ -418,9 +434,15 @@ def statement(
                 args.append(None)
                 shapes.append(None)
                 continue
-            value = _arguments(schema, site, values)
+            if site.constant is not None:
+                value, shape, given = site.constant
+            else:
+                value = _arguments(schema, site, values)
+                shape, given = json_statement.bind(site.described, value, i)
+                if not site.variables:
+                    # Written in the document alone: the same for every request.
+                    site.constant = (value, shape, given)
             args.append(value)
-            shape, given = json_statement.bind(site.described, value, i)
             shapes.append(shape)
             params.update(given)
         key = (principal is None, tuple(shapes))
