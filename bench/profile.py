@@ -89,7 +89,8 @@ async def profile(
                 await _call(app, op.requests[i % len(op.requests)])
             profiler.disable()
             print(f"== {name}")
-            pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_PROFILE_SORT", "cumulative")).print_stats(40)
+            order = os.environ.get("BENCH_PROFILE_SORT", "cumulative")  # or tottime, calls
+            pstats.Stats(profiler).sort_stats(order).print_stats(40)
             continue
         best = float("inf")
         for _ in range(ROUNDS):
