@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Integer,
     Select,
     Text,
     bindparam,
@@ -80,6 +81,9 @@ def bind(described: Any, args: Any, site: int) -> tuple[Hashable, dict[str, Any]
             page = _page(described, args)
             shape: Hashable = (page.shape, described.arguments.shape(args.rest))
             params = dict(zip(page.names(prefix), page.values, strict=True))
+            # The page size is a parameter: every size but 0 shares one statement.
+            params[f"{prefix}size"] = page.size
+            params[f"{prefix}limit"] = page.size + 1
             extra = described.arguments.params(args.rest)
         elif isinstance(described, ById):
             if described.many:
@@ -111,7 +115,7 @@ class _Page:
 
     @property
     def shape(self) -> Hashable:
-        return (self.size, self.backwards, self.started, tuple(k.name for k in self.walk))
+        return (self.size == 0, self.backwards, self.started, tuple(k.name for k in self.walk))
 
     def names(self, prefix: str) -> list[str]:
         return [f"{prefix}c{i}" for i in range(len(self.values))]
@@ -228,7 +232,8 @@ class _Builder:
             limited = limited.where(after_condition(_rebound(page.walk, walk), marks))
         if page.size == 0:
             limited = limited.where(false())
-        limited_sq = limited.limit(literal_column(str(page.size + 1))).subquery()
+        size = param("size", Integer)
+        limited_sq = limited.limit(param("limit", Integer)).subquery()
         adapt_limited = ClauseAdapter(limited_sq)
         walk_limited = [adapt_limited.traverse(k.expr) for k in page.walk]
         order_limited = [
@@ -239,7 +244,7 @@ class _Builder:
             limited_sq, func.row_number().over(order_by=order_limited).label("tg_rn")
         ).subquery()
         rn = x.c.tg_rn
-        in_page = rn <= page.size
+        in_page = rn <= size
         # The rows in the list's order: walked backwards, the page is reversed.
         listed = rn.desc() if page.backwards else rn.asc()
         keys_x = [ClauseAdapter(x).traverse(k.expr) for k in page.keys]
@@ -270,7 +275,7 @@ class _Builder:
                         edge_parts.append(self.object(target, edge_field.children[target], x.c, x))
                 parts.append(_aggregate(func.json_build_object(*edge_parts), listed, in_page))
             elif item.name == "pageInfo":
-                parts.append(self.page_info(item, page, keys_x, rn, listed, in_page))
+                parts.append(self.page_info(item, page, keys_x, rn, size, in_page))
             else:
                 raise NotCompiled
         # Grouped, so that there is one row (and one object) even when nothing is aggregated.
@@ -282,9 +287,9 @@ class _Builder:
         )
 
     def page_info(
-        self, pick: Pick, page: _Page, keys_x: list[Sql], rn: Sql, listed: Any, in_page: Sql
+        self, pick: Pick, page: _Page, keys_x: list[Sql], rn: Sql, size: Sql, in_page: Sql
     ) -> Sql:
-        more = func.count() > page.size if page.size else false()
+        more = func.count() > size if page.size else false()
         started = true() if page.started else false()
         has_next, has_previous = (started, more) if page.backwards else (more, started)
         (info_type,) = pick.children

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 import orjson
@@ -226,11 +226,15 @@ def _decode_value(raw: Any, kind: str) -> Any:
     if kind == "float" and isinstance(raw, int | float) and not isinstance(raw, bool):
         return float(raw)
     if kind == "str" and isinstance(raw, str):
+        if "\x00" in raw:
+            raise ValueError("PostgreSQL text holds no NUL")
         return raw
     if kind == "datetime" and isinstance(raw, str):
         parsed = datetime.fromisoformat(raw)
         if parsed.tzinfo is None:
             raise ValueError("naive timestamp")
+        # One the database can hold: in UTC within the years 1-9999.
+        parsed.astimezone(UTC)
         return parsed
     if kind == "date" and isinstance(raw, str):
         return date.fromisoformat(raw)
@@ -248,5 +252,12 @@ def decode_cursor(value: str, keys: Sequence[CursorKey]) -> list[Any]:
         return [_decode_value(v, k.kind) for v, k in zip(raw_values, keys, strict=True)]
     except InvalidArgument:
         raise
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError, UnicodeError):
+    except (
+        ValueError,
+        TypeError,
+        OverflowError,
+        binascii.Error,
+        orjson.JSONDecodeError,
+        UnicodeError,
+    ):
         raise InvalidArgument(f"Invalid cursor: {value[:40]!r}.") from None

@@ -21,6 +21,7 @@ tests/graph/test_compiled.py and tests/graph/test_read_corpus.py compare the two
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,8 +67,13 @@ ENABLED = True
 MAX_DOCUMENTS = 1000
 # Longer documents are not compiled, so that the cache of documents stays small.
 MAX_QUERY_CHARS = 20_000
-# Statement shapes kept per operation.
-MAX_RENDERED = 256
+# Compiled statements kept (all operations), and the bytes of their SQL.
+MAX_KEPT = 4096
+MAX_KEPT_BYTES = 32 << 20
+# Trees (combinations of `@include`/`@skip` variables) kept per operation.
+MAX_TREES = 16
+# Larger selections are not compiled: building one statement would hold the event loop.
+MAX_PICKS = 2000
 MAX_NODES = 100
 
 
@@ -96,32 +102,54 @@ class Site:
     constant: tuple[Any, Hashable, dict[str, Any]] | None = None
 
 
+_trees = itertools.count()
+
+
 @dataclass(slots=True)
 class Tree:
     """The picks of an operation for one set of `@include`/`@skip` variable values."""
 
     picks: list[Pick]
     sites: list[Site]
-    # Compiled statements by shape (whether a viewer's own statement; the sites' shapes).
-    shapes: OrderedDict[Hashable, prepared.Shape] = field(default_factory=OrderedDict)
+    # Names the tree's statements in `KEPT` (an object's id could be reused once it is gone).
+    token: int = field(default_factory=lambda: next(_trees))
+
+
+class Kept:
+    """Compiled statements of every operation, by (tree, shape), least recently used first
+    out: bounded in number and in the bytes of their SQL, as one document can have many
+    shapes (page sizes 0 and others, orders, filters, cursors, principals' kinds) and one
+    shape of a large document can be hundreds of kilobytes of SQL."""
+
+    def __init__(self) -> None:
+        self.shapes: OrderedDict[Hashable, prepared.Shape] = OrderedDict()
+        self.size = 0
+
+    def get(self, key: Hashable) -> prepared.Shape | None:
+        found = self.shapes.get(key)
+        if found is not None:
+            self.shapes.move_to_end(key)
+        return found
+
+    def put(self, key: Hashable, shape: prepared.Shape) -> None:
+        self.shapes[key] = shape
+        self.size += len(shape.sql)
+        while len(self.shapes) > MAX_KEPT or self.size > MAX_KEPT_BYTES:
+            _, dropped = self.shapes.popitem(last=False)
+            self.size -= len(dropped.sql)
+
+
+KEPT = Kept()
 
 
 @dataclass(slots=True)
 class Operation:
     operation: OperationDefinitionNode
     fragments: dict[str, FragmentDefinitionNode]
-    # Variables that decide `@include`/`@skip`: each combination of values is a tree.
+    # Variables that decide `@include`/`@skip`: each combination of values is a tree, the
+    # most recently used kept.
     directive_variables: tuple[str, ...]
-    trees: dict[tuple[Any, ...], Tree | None] = field(default_factory=dict)
-
-    @property
-    def rendered(self) -> OrderedDict[Hashable, prepared.Shape]:
-        """Every kept statement of the operation (for the bound on them)."""
-        kept: OrderedDict[Hashable, prepared.Shape] = OrderedDict()
-        for tree in self.trees.values():
-            if tree is not None:
-                kept.update(tree.shapes)
-        return kept
+    trees: OrderedDict[tuple[Any, ...], Tree | None] = field(default_factory=OrderedDict)
 
 
 class Compiler:
@@ -213,6 +241,7 @@ class _Collector:
         self.variables = variables
         self.sites: list[Site] = []
         self.guard: tuple[tuple[int, str], ...] = ()
+        self.picked = 0
 
     def tree(self, operation: OperationDefinitionNode) -> Tree:
         root = self.schema.query_type
@@ -238,6 +267,9 @@ class _Collector:
             raise Unsupported
         picks = []
         for key, nodes in self.grouped(parent, selection_sets).items():
+            self.picked += 1
+            if self.picked > MAX_PICKS:
+                raise Unsupported
             name = nodes[0].name.value
             if name == "__typename":
                 picks.append(Pick(key, name))
@@ -445,13 +477,12 @@ def statement(
             args.append(value)
             shapes.append(shape)
             params.update(given)
-        key = (principal is None, tuple(shapes))
-        compiled = tree.shapes.get(key)
+        key = (tree.token, principal is None, tuple(shapes))
+        compiled = KEPT.get(key)
         if compiled is None:
             built = json_statement.build(TYPES, "Query", tree.picks, args, principal is None)
-            compiled = tree.shapes[key] = prepared.compile_shape(built)
-            if len(tree.shapes) > MAX_RENDERED:
-                tree.shapes.popitem(last=False)
+            compiled = prepared.compile_shape(built)
+            KEPT.put(key, compiled)
     except NotCompiled:
         raise Fallback from None
     return compiled.sql, prepared.arguments(compiled, params)
@@ -472,14 +503,25 @@ def refused(text: str) -> bool:
 
 
 def _tree(schema: GraphQLSchema, operation: Operation, coerced: dict[str, Any]) -> Tree:
-    values = tuple(bool(coerced.get(name)) for name in operation.directive_variables)
-    if values not in operation.trees:
-        given = dict(zip(operation.directive_variables, values, strict=True))
-        collector = _Collector(schema, operation.fragments, given)
+    given = [coerced.get(name) for name in operation.directive_variables]
+    if any(value is None for value in given):
+        # `if:` is a non-null Boolean: the resolvers answer a null with an error.
+        raise Fallback
+    values = tuple(bool(value) for value in given)
+    if values in operation.trees:
+        operation.trees.move_to_end(values)
+    else:
+        collector = _Collector(
+            schema,
+            operation.fragments,
+            dict(zip(operation.directive_variables, values, strict=True)),
+        )
         try:
             operation.trees[values] = collector.tree(operation.operation)
         except Unsupported:
             operation.trees[values] = None
+        if len(operation.trees) > MAX_TREES:
+            operation.trees.popitem(last=False)
     tree = operation.trees[values]
     if tree is None:
         raise Fallback

@@ -68,6 +68,9 @@ class Context(BaseContext):
         # and the operation is answered with this one error (graph/schema.py).
         self.unavailable: Exception | None = None
         self._principal: Principal | None = None
+        # Set once the request is answered: a call that comes after (a loader batch of a field
+        # graphql-core cancelled) must not open a session that nothing would close.
+        self._closing = False
         # Set when the request carried bad credentials; the schema refuses the operation.
         self.auth_error: Exception | None = None
         self.loaders: Loaders = Loaders(self)
@@ -121,6 +124,8 @@ class Context(BaseContext):
         """The request's session, opened on first use (called with the lock held)."""
         if self._session is not None:
             return self._session
+        if self._closing:
+            raise RuntimeError("the request has been answered; no session is opened for it")
         if self.unavailable is not None:
             raise self.unavailable
         scope = self.resources.open_session()
@@ -165,10 +170,12 @@ class Context(BaseContext):
 
     async def close(self) -> None:
         """Wait for orphaned calls, then close the session if one was opened."""
+        self._closing = True
         await self.settle()
-        scope, self._session, self._session_scope = self._session_scope, None, None
-        if scope is not None:
-            await scope.__aexit__(None, None, None)
+        async with self.lock:
+            scope, self._session, self._session_scope = self._session_scope, None, None
+            if scope is not None:
+                await scope.__aexit__(None, None, None)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

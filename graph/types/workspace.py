@@ -119,7 +119,9 @@ class Workspace(Node):
 
     @strawberry.field(description='A task by its human key, e.g. "ENG-42".')
     async def task(self, info: strawberry.Info, key: str) -> Task | None:
-        row = await context_of(info).loaders.task_by_key.load((self.db_id, key))
+        # Normalised first, so that "eng-1" and "ENG-1" in one query are one key.
+        normalised = key.strip().upper()
+        row = await context_of(info).loaders.task_by_key.load((self.db_id, normalised))
         return Task.from_row(row) if row is not None else None
 
     @strawberry.field(description="The workspace's API keys; for workspace admins only.")

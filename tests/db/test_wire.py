@@ -6,11 +6,13 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
+import pytest
 from sqlalchemy import BigInteger, Date, Float, Text, bindparam, literal, select
 from sqlalchemy.dialects.postgresql import TIMESTAMP
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import wire
+from db.errors import InvalidArgument
 from db.models import Task
 from db.pagination import SortKey
 
@@ -98,3 +100,19 @@ async def test_cursors_are_the_same_bytes_in_sql_and_python(session: AsyncSessio
         written = await _sql(session, wire.cursor_sql(keys, exprs))
         assert written == wire.cursor(keys, values), (keys, values)
         assert wire.decode_cursor(written, keys) == values
+
+
+def test_cursors_the_database_cannot_hold_are_refused() -> None:
+    slug = [SortKey("slug", T.c.title, "str")]
+    created = [SortKey("CREATED_AT", T.c.created_at, "datetime")]
+    forged = [
+        (wire.cursor(slug, ["a\x00b"]), slug),
+        (wire.cursor(slug, [1]), slug),
+        (wire.base64url('["CREATED_AT:a",["0001-01-01T00:00:00+05:00"]]'), created),
+        (wire.base64url('["CREATED_AT:a",["9999-12-31T23:00:00-05:00"]]'), created),
+        (wire.base64url('["CREATED_AT:a",["2026-01-01T00:00:00"]]'), created),
+        ("not base64 at all", created),
+    ]
+    for cursor, keys in forged:
+        with pytest.raises(InvalidArgument):
+            wire.decode_cursor(cursor, keys)

@@ -326,6 +326,12 @@ async def test_what_the_compiler_cannot_answer_goes_to_the_normal_path(
             "{ pageInfo { hasNextPage hasPreviousPage startCursor } } } } }",
             {"c": "WyJDUkVBVEVEX0FUOmQsSUQ6ZCIsWyIyMDI2LTAxLTAxVDAwOjAwOjAwKzAwOjAwIiwxXV0"},
         ),
+        # One key written two ways is one task, on both paths.
+        (
+            'query { workspaces { nodes { a: task(key: "eng-1") { key } '
+            'b: task(key: " ENG-1") { key } } } }',
+            None,
+        ),
         ("query { workspaces { nodes { members { nodes { role user { name } } } } } }", None),
     ],
 )
@@ -569,10 +575,12 @@ async def test_compiled_queries_run_on_pooled_connections_without_a_session(
 def test_kept_statements_are_bounded_and_shared_by_parameters(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Variables that are only parameters (a slug, a cursor) share one statement; those that
-    # change it (a page size) make one each, up to a bound.
+    # Variables that are only parameters (a slug, a cursor, a page size) share one statement;
+    # what changes a statement (another document, an empty page) makes another, up to bounds
+    # in number and in bytes, the least recently used going first.
     schema = build_schema()._schema
     compiler = compiled.Compiler(schema)
+    monkeypatch.setattr(compiled, "KEPT", compiled.Kept())
     operation = compiler.lookup(
         "query Q($slug: String!, $n: Int) { workspace(slug: $slug) { projects(first: $n) "
         "{ nodes { name } } } }",
@@ -581,15 +589,58 @@ def test_kept_statements_are_bounded_and_shared_by_parameters(
     assert operation is not None
     principal = Principal(user_id=1, roles={1: Role.OWNER})
     texts = set()
-    for n in range(50):
-        sql, params = compiled.statement(schema, operation, principal, {"slug": f"s{n}", "n": 5})
-        assert f"s{n}" in params
+    for n in range(1, 51):
+        sql, params = compiled.statement(schema, operation, principal, {"slug": f"s{n}", "n": n})
+        assert f"s{n}" in params and n in params
         texts.add(sql)
     assert len(texts) == 1
-    monkeypatch.setattr(compiled, "MAX_RENDERED", 10)
+    compiled.statement(schema, operation, principal, {"slug": "s", "n": 0})
+    assert len(compiled.KEPT.shapes) == 2
+
+    monkeypatch.setattr(compiled, "MAX_KEPT", 10)
+    first = None
     for n in range(30):
-        compiled.statement(schema, operation, principal, {"slug": "s", "n": n})
-    assert len(operation.rendered) == 10
+        document = compiler.lookup(
+            f"query Q{n} {{ workspaces {{ nodes {{ a{n}: name }} }} }}", None
+        )
+        assert document is not None
+        first = first or document
+        compiled.statement(schema, document, principal, {})
+        # The first one stays, being used again and again.
+        compiled.statement(schema, first, principal, {})
+    assert len(compiled.KEPT.shapes) == 10
+    assert compiled.KEPT.size == sum(len(s.sql) for s in compiled.KEPT.shapes.values())
+    tokens = {key[0] for key in compiled.KEPT.shapes}
+    assert first.trees[()] is not None and first.trees[()].token in tokens
+
+    monkeypatch.setattr(compiled, "MAX_KEPT_BYTES", 1)
+    another = compiler.lookup("query Z { me { id } }", None)
+    assert another is not None
+    compiled.statement(schema, another, principal, {})
+    assert len(compiled.KEPT.shapes) == 0 and compiled.KEPT.size == 0
+
+
+def test_large_selections_and_many_directive_combinations_stay_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    schema = build_schema()._schema
+    compiler = compiled.Compiler(schema)
+    wide = " ".join(f"a{i}: workspaces {{ nodes {{ name slug id }} }}" for i in range(600))
+    assert compiler.lookup(f"query {{ {wide} }}", None) is None
+    variables = ", ".join(f"$v{i}: Boolean!" for i in range(8))
+    fields = " ".join(f"n{i}: name @include(if: $v{i})" for i in range(8))
+    operation = compiler.lookup(
+        f"query Q({variables}) {{ workspaces {{ nodes {{ {fields} }} }} }}", None
+    )
+    assert operation is not None
+    principal = Principal(user_id=1, roles={1: Role.OWNER})
+    for combination in range(40):
+        given = {f"v{i}": bool(combination >> i & 1) for i in range(8)}
+        compiled.statement(schema, operation, principal, given)
+    assert len(operation.trees) == compiled.MAX_TREES
+    # `if:` given null: the resolvers answer it with an error.
+    with pytest.raises(compiled.Fallback):
+        compiled.statement(schema, operation, principal, {**given, "v0": None})
 
 
 async def test_a_compiled_statement_cut_off_by_the_statement_timeout_is_not_run_twice(
