@@ -90,7 +90,11 @@ async def profile(
             profiler.disable()
             print(f"== {name}")
             order = os.environ.get("BENCH_PROFILE_SORT", "cumulative")  # or tottime, calls
-            pstats.Stats(profiler).sort_stats(order).print_stats(40)
+            stats = pstats.Stats(profiler).sort_stats(order)
+            stats.print_stats(40)
+            callers = os.environ.get("BENCH_PROFILE_CALLERS")  # a function name
+            if callers:
+                stats.print_callers(callers)
             continue
         best = float("inf")
         for _ in range(ROUNDS):
