@@ -5,6 +5,7 @@ own description is in its domain module, beside the rules the loaders and comman
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import BigInteger, Select, Text, any_, bindparam, select
@@ -122,7 +123,16 @@ def _param(name: str, type_: Any) -> Any:
     return bindparam(name, type_=type_)
 
 
-def _listing(type_name: str, field: str, args: ListArgs) -> tuple[Listing, Source]:
+@dataclass(frozen=True, slots=True)
+class _List:
+    listing: Listing
+    source: Source
+    params: dict[str, Any]
+    # The target's column holding the parent's id; None for a list of the root.
+    parent: Any
+
+
+def _list(principal: Principal, type_name: str, field: str, args: ListArgs) -> _List:
     listing = TYPES[type_name].fields[field]
     assert isinstance(listing, Listing)
     target = TYPES[listing.target]
@@ -133,12 +143,12 @@ def _listing(type_name: str, field: str, args: ListArgs) -> tuple[Listing, Sourc
             return rows
         return rows.where(*listing.where(rows.selected_columns, PRINCIPAL_PARAMS, args, _param))
 
-    shape = listing.arguments.shape(args.rest)
-    return listing, Source(("listing", type_name, field, shape), build)
-
-
-def _listing_params(listing: Listing, principal: Principal, args: ListArgs) -> dict[str, Any]:
-    return {**principal_params(principal), **listing.arguments.params(args.rest)}
+    source = Source(("listing", type_name, field, listing.arguments.shape(args.rest)), build)
+    params = {**principal_params(principal), **listing.arguments.params(args.rest)}
+    parent = None
+    if listing.parent is not None:
+        parent = listing.parent(source_of(target).selected_columns)
+    return _List(listing, source, params, parent)
 
 
 async def listing_pages(
@@ -151,14 +161,13 @@ async def listing_pages(
 ) -> dict[int, Page]:
     """A page of the list `type_name.field` for each parent (for a list of the root, one page
     under the key 0): the loaders' read, made from the list's description."""
-    listing, source = _listing(type_name, field, args)
-    keys = listing.keys(args.rest)
-    params = _listing_params(listing, principal, args)
-    if listing.parent is None:
-        return {0: await fetch_page(session, source, keys, args.page, **params)}
-    parent = listing.parent(source_of(TYPES[listing.target]).selected_columns)
+    found = _list(principal, type_name, field, args)
+    keys, page = found.listing.keys(args.rest), args.page
+    if found.parent is None:
+        return {0: await fetch_page(session, found.source, keys, page, **found.params)}
+    ids = parent_ids or []
     return await pages_by_parent(
-        session, source, parent, parent_ids or [], keys, args.page, **params
+        session, found.source, found.parent, ids, keys, page, **found.params
     )
 
 
@@ -171,9 +180,8 @@ async def listing_counts(
     args: ListArgs,
 ) -> dict[int, int]:
     """The number of rows of the list `type_name.field` for each parent (the root's under 0)."""
-    listing, source = _listing(type_name, field, args)
-    params = _listing_params(listing, principal, args)
-    if listing.parent is None:
-        return {0: await count(session, source, **params)}
-    parent = listing.parent(source_of(TYPES[listing.target]).selected_columns)
-    return await counts_by_parent(session, source, parent, parent_ids or [], **params)
+    found = _list(principal, type_name, field, args)
+    if found.parent is None:
+        return {0: await count(session, found.source, **found.params)}
+    ids = parent_ids or []
+    return await counts_by_parent(session, found.source, found.parent, ids, **found.params)

@@ -26,12 +26,6 @@ from db import activities
 from db.activities import change
 from db.models import (
     ActivityKind,
-    ApiKey,
-    Label,
-    Membership,
-    Project,
-    Task,
-    TaskLabel,
     TaskPriority,
     TaskStatus,
 )
@@ -40,19 +34,11 @@ from db.principals import Principal
 from db.problems import Problem, ProblemCode, Rejected, reject
 from db.sql import any_id
 from db.tasks.placement import POSITION_STEP, placement
+from db.tasks.tables import TL, K, L, M, P, T
 from db.validation import length
-
-T = Task.__table__
-P = Project.__table__
-L = Label.__table__
-TL = TaskLabel.__table__
-M = Membership.__table__
-K = ApiKey.__table__
 
 # ---------------------------------------------------------------- commands
 
-M = Membership.__table__
-K = ApiKey.__table__
 
 TITLE_MAX = 200
 DESCRIPTION_MAX = 50_000

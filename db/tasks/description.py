@@ -27,24 +27,12 @@ from db.descriptions import (
     value,
 )
 from db.models import (
-    ApiKey,
-    Label,
-    Membership,
-    Project,
-    Task,
-    TaskLabel,
     TaskPriority,
 )
 from db.principals import PrincipalSQL
 from db.tasks.filters import filter_conditions, filter_params, filter_shape
 from db.tasks.reads import Order, TaskOrderField, sort_keys, task_list_arguments, task_rows
-
-T = Task.__table__
-P = Project.__table__
-L = Label.__table__
-TL = TaskLabel.__table__
-M = Membership.__table__
-K = ApiKey.__table__
+from db.tasks.tables import TL, L
 
 # ---------------------------------------------------------------- read description
 

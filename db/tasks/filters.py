@@ -23,23 +23,11 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from db.errors import InvalidArgument
 from db.models import (
-    ApiKey,
-    Label,
-    Membership,
-    Project,
-    Task,
-    TaskLabel,
     TaskPriority,
     TaskStatus,
 )
 from db.sql import escape_like
-
-T = Task.__table__
-P = Project.__table__
-L = Label.__table__
-TL = TaskLabel.__table__
-M = Membership.__table__
-K = ApiKey.__table__
+from db.tasks.tables import TL, T
 
 MAX_FILTER_VALUES = 100
 MAX_SEARCH_LENGTH = 200

@@ -15,23 +15,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import (
-    ApiKey,
-    Label,
-    Membership,
-    Project,
-    Task,
-    TaskLabel,
-)
 from db.problems import Problem, ProblemCode, Rejected, reject
 from db.sql import any_id
-
-T = Task.__table__
-P = Project.__table__
-L = Label.__table__
-TL = TaskLabel.__table__
-M = Membership.__table__
-K = ApiKey.__table__
+from db.tasks.tables import T
 
 # New tasks go to the end of the board, this far behind the last one; a rebalance spaces
 # every task of the project this far apart again.

@@ -21,27 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import prepared
 from db.errors import InvalidArgument
-from db.models import (
-    ApiKey,
-    Label,
-    Membership,
-    Project,
-    Task,
-    TaskLabel,
-)
 from db.pagination import SortKey
 from db.sql import in_ids
 from db.tasks.filters import (
     TaskFilter,
     check_filter,
 )
-
-T = Task.__table__
-P = Project.__table__
-L = Label.__table__
-TL = TaskLabel.__table__
-M = Membership.__table__
-K = ApiKey.__table__
+from db.tasks.tables import TL, L, P, T
 
 TaskOrderField = Literal["CREATED_AT", "UPDATED_AT", "DUE_DATE", "PRIORITY", "POSITION", "NUMBER"]
 # (field, descending) pairs.

@@ -298,11 +298,17 @@ async def test_what_the_compiler_cannot_answer_goes_to_the_normal_path(
     query: str,
     variables: Any,
 ) -> None:
-    world = await factories.world(session)
-    token = token_for(world.users["member"].id)
-    plain, fast = await both(api, monkeypatch, query, token, variables)
+    plain, fast = await _as_member(api, session, monkeypatch, query, variables)
     assert fast == plain
     assert not used
+
+
+async def _as_member(
+    api: Api, session: AsyncSession, monkeypatch: pytest.MonkeyPatch, query: str, variables: Any
+) -> tuple[str, str]:
+    """The answers of both paths to a member of the factories' world."""
+    world = await factories.world(session)
+    return await both(api, monkeypatch, query, token_for(world.users["member"].id), variables)
 
 
 @pytest.mark.parametrize(
@@ -343,9 +349,7 @@ async def test_shapes_the_compiler_learned_are_compiled(
     query: str,
     variables: Any,
 ) -> None:
-    world = await factories.world(session)
-    token = token_for(world.users["member"].id)
-    plain, fast = await both(api, monkeypatch, query, token, variables)
+    plain, fast = await _as_member(api, session, monkeypatch, query, variables)
     assert "errors" not in json.loads(plain)
     assert same(fast) == same(plain)
     assert used
