@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import any_, delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import activities, validation
+from db import activities, validation, wire
 from db.descriptions import NodeType, One, global_id, timestamp, value
 from db.models import ActivityKind, Comment, Project, Task, User
 from db.pagination import SortKey, Source, counts_by_parent
@@ -73,7 +73,7 @@ async def _record(
         session,
         principal,
         task,
-        f"{task.key}-{task.number}",
+        wire.task_key(task.key, task.number),
         kind,
         [activities.change("body", _short(before), _short(after))],
     )

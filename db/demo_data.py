@@ -17,6 +17,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from db import wire
+
 Progress = Callable[[str, int, int], None]
 
 DEMO_EMAIL = "demo@taskgraph.dev"
@@ -352,7 +354,7 @@ async def seed(
                     wid,
                     pid,
                     tid,
-                    f"{key}-{number}",
+                    wire.task_key(key, number),
                     "TASK_CREATED",
                     creator,
                     None,

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import activities, prepared, validation
+from db import activities, prepared, validation, wire
 from db.descriptions import NodeType, One, global_id, value
 from db.models import ActivityKind, Label, Project, Task, TaskLabel
 from db.permissions import require_admin
@@ -20,6 +20,18 @@ from db.problems import Problem, ProblemCode, Rejected, reject
 from db.sql import in_ids
 
 L = Label.__table__
+
+
+def label_order(c: Any) -> tuple[Any, Any]:
+    """Labels are listed by name, case-insensitively, then by id: in SQL over a label row's
+    columns `c`, and in Python (`label_sort_key`) for lists built in code."""
+    return func.lower(c.name), c.id
+
+
+def label_sort_key(row: Any) -> tuple[str, int]:
+    return row.name.lower(), row.id
+
+
 T = Task.__table__
 P = Project.__table__
 TL = TaskLabel.__table__
@@ -35,7 +47,7 @@ async def labels_by_workspace(
         lambda: (
             select(L)
             .where(in_ids(L.c.workspace_id, "ids"))
-            .order_by(L.c.workspace_id, func.lower(L.c.name), L.c.id)
+            .order_by(L.c.workspace_id, *label_order(L.c))
         ),
         ids=list(workspace_ids),
     ):
@@ -164,7 +176,7 @@ async def delete_label(session: AsyncSession, principal: Principal, label_id: in
             session,
             principal,
             task,
-            f"{task.key}-{task.number}",
+            wire.task_key(task.key, task.number),
             ActivityKind.LABELS_CHANGED,
             [activities.change("labels", task.before, task.after)],
         )

@@ -8,7 +8,7 @@ from sqlalchemy import Integer, Text, any_, bindparam, delete, false, func, inse
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import activities, prepared, projects, tasks, validation
+from db import activities, prepared, projects, tasks, validation, wire
 from db.accounts import check_email, normalise_email
 from db.activities import change
 from db.descriptions import (
@@ -25,6 +25,7 @@ from db.descriptions import (
     timestamp,
     value,
 )
+from db.labels import label_order
 from db.models import ActivityKind, Membership, Project, Role, Task, User, Workspace
 from db.pagination import (
     SortKey,
@@ -336,7 +337,7 @@ async def _unassign(
             workspace_id=workspace_id,
             project_id=task.project_id,
             task_id=task.id,
-            task_key=f"{task.project_key}-{task.number}",
+            task_key=wire.task_key(task.project_key, task.number),
             kind=ActivityKind.TASK_UPDATED,
             changes=[change("assigneeId", user_id, None)],
         )
@@ -419,7 +420,7 @@ WORKSPACE = NodeType(
         ),
         "labels": Many(
             "Label",
-            lambda c: (func.lower(c.name), c.id),
+            label_order,
             lambda x, parent, p, args, param: [x.workspace_id == parent.id],
         ),
         "tasks": tasks.task_list("workspace_id", tasks.WORKSPACE_TASK_ORDER),

@@ -22,8 +22,9 @@ from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import activities
+from db import activities, wire
 from db.activities import change
+from db.labels import label_order, label_sort_key
 from db.models import (
     ActivityKind,
     TaskPriority,
@@ -119,12 +120,8 @@ class _Named:
     name: str
 
 
-def _label_order(row: Any) -> tuple[str, int]:
-    return (row.name.lower(), row.id)
-
-
 def _names(labels: Sequence[Any]) -> str:
-    return ", ".join(row.name for row in sorted(labels, key=_label_order))
+    return ", ".join(row.name for row in sorted(labels, key=label_sort_key))
 
 
 async def _workspace_labels(
@@ -137,7 +134,7 @@ async def _workspace_labels(
     stmt = (
         select(L)
         .where(any_id(L.c.id, ids), L.c.workspace_id == workspace_id)
-        .order_by(func.lower(L.c.name), L.c.id)
+        .order_by(*label_order(L.c))
         .with_for_update(read=True, key_share=True)
     )
     return list((await session.execute(stmt)).all())
@@ -297,7 +294,7 @@ async def create_task(
         workspace_id=row.workspace_id,
         project_id=project_id,
         task_id=row.id,
-        task_key=f"{project.key}-{number}",
+        task_key=wire.task_key(project.key, number),
         kind=ActivityKind.TASK_CREATED,
         changes=changes,
     )
@@ -321,7 +318,7 @@ async def _lock_task(
     columns: list[Any] = [T, P.c.key.label("project_key")]
     if with_labels:
         for column, name in ((L.c.id, "label_ids"), (L.c.name, "label_names")):
-            ordered = aggregate_order_by(column, func.lower(L.c.name), L.c.id)
+            ordered = aggregate_order_by(column, *label_order(L.c))
             labels = (
                 select(func.array_agg(ordered))
                 .select_from(TL.join(L, L.c.id == TL.c.label_id))
@@ -344,7 +341,7 @@ async def _lock_task(
 
 
 def _key(row: Any) -> str:
-    return f"{row.project_key}-{row.number}"
+    return wire.task_key(row.project_key, row.number)
 
 
 def _update_problems(changes: TaskChanges) -> list[Problem]:

@@ -26,6 +26,7 @@ from db.descriptions import (
     timestamp,
     value,
 )
+from db.labels import label_order
 from db.models import (
     TaskPriority,
 )
@@ -91,7 +92,7 @@ TASK = NodeType(
         "project": One("Project", lambda x, parent, p, args, param: [x.id == parent.project_id]),
         "assignee": One("User", lambda u, parent, p, args, param: [u.id == parent.assignee_id]),
         "creator": One("User", lambda u, parent, p, args, param: [u.id == parent.creator_id]),
-        "labels": Many("Label", lambda c: (func.lower(c.name), c.id), rows=_labels_of_task),
+        "labels": Many("Label", label_order, rows=_labels_of_task),
         "comment_count": Value(_comment_count),
         "viewer_can_edit": Value(lambda c, p: c.workspace_id == any_(p.task_editable)),
         "comments": Listing(

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import prepared
 from db.errors import InvalidArgument
+from db.labels import label_order
 from db.pagination import SortKey
 from db.sql import in_ids
 from db.tasks.filters import (
@@ -127,7 +128,7 @@ def _labels_by_task() -> Any:
         select(TL.c.task_id, L)
         .join(L, L.c.id == TL.c.label_id)
         .where(in_ids(TL.c.task_id, "ids"))
-        .order_by(TL.c.task_id, func.lower(L.c.name), L.c.id)
+        .order_by(TL.c.task_id, *label_order(L.c))
     )
 
 

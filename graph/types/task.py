@@ -9,6 +9,7 @@ import strawberry
 from db import tasks as task_db
 from db.models import TaskPriority as DbPriority
 from db.models import TaskStatus as DbStatus
+from db.wire import task_key
 from graph.context import context_of
 from graph.ids import to_global_id
 from graph.types.common import (
@@ -170,7 +171,7 @@ class Task(Node):
         project_key = self._project_key
         if project_key is None:
             project_key = (await context_of(info).loaders.project.load(self.project_id)).key
-        return f"{project_key}-{self.number}"
+        return task_key(project_key, self.number)
 
     @strawberry.field
     async def project(
