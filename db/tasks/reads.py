@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -48,8 +49,14 @@ _ORDER_EXPRS: dict[str, tuple[ColumnElement[Any], Any]] = {
 }
 
 
-def sort_keys(order: Sequence[tuple[TaskOrderField, bool]]) -> list[SortKey]:
+def sort_keys(order: Sequence[tuple[TaskOrderField, bool]]) -> tuple[SortKey, ...]:
     """Sort keys for (field, descending) pairs, with id as the final tie-break."""
+    return _sort_keys(tuple(order))
+
+
+# Every request of a task list asks for them, usually for one of a few orders.
+@lru_cache(maxsize=1024)
+def _sort_keys(order: tuple[tuple[TaskOrderField, bool], ...]) -> tuple[SortKey, ...]:
     keys: list[SortKey] = []
     seen: set[str] = set()
     for field, descending in order:
@@ -60,7 +67,7 @@ def sort_keys(order: Sequence[tuple[TaskOrderField, bool]]) -> list[SortKey]:
         keys.append(SortKey(field, expr, kind, descending))
     tie_break_descending = keys[-1].descending if keys else False
     keys.append(SortKey("ID", T.c.id, "int", tie_break_descending))
-    return keys
+    return tuple(keys)
 
 
 def task_rows() -> Select[Any]:
