@@ -22,7 +22,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select
+from sqlalchemy import Select, bindparam
 
 from db import wire
 from db.pagination import PageArgs, SortKey
@@ -33,6 +33,12 @@ from db.wire import Sql
 Columns = Any
 # A parameter of the statement, by its name within the field (made unique per field use).
 Param = Callable[[str, Any], Sql]
+
+
+def named_param(name: str, type_: Any) -> Any:
+    """A `Param` that keeps the name as it is: for statements that hold one field's
+    parameters (the loaders'); the compiled statement prefixes them per field."""
+    return bindparam(name, type_=type_)
 
 
 def _no_shape(args: Any) -> Hashable:

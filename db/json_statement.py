@@ -39,7 +39,7 @@ from sqlalchemy.sql.util import ClauseAdapter
 from db import wire
 from db.descriptions import ById, ListArgs, Listing, Many, NodeType, One, Value, source_of
 from db.errors import InvalidArgument
-from db.pagination import SortKey, after_condition, plan_page
+from db.pagination import SortKey, after_condition, ordering, plan_page
 from db.principals import PRINCIPAL_PARAMS, PrincipalSQL, viewer_sql
 from db.wire import Sql, sql_string
 
@@ -218,36 +218,25 @@ class _Builder:
         page = _page(described, args)
         param = self.param(pick.site)
         whole = rows.subquery()
-        adapt = ClauseAdapter(whole)
-        walk = [adapt.traverse(k.expr) for k in page.walk]
-        order = [
-            e.desc() if k.descending else e.asc() for k, e in zip(page.walk, walk, strict=True)
-        ]
-        limited = select(whole).order_by(*order)
+        walk = _over(whole, page.walk)
+        limited = select(whole).order_by(*ordering(walk))
         if page.started:
             marks = [
                 param(f"c{i}", k.expr.type)
                 for i, k in enumerate(page.keys)  # the cursor holds the list's own keys' values
             ]
-            limited = limited.where(after_condition(_rebound(page.walk, walk), marks))
+            limited = limited.where(after_condition(walk, marks))
         if page.size == 0:
             limited = limited.where(false())
         size = param("size", Integer)
         limited_sq = limited.limit(param("limit", Integer)).subquery()
-        adapt_limited = ClauseAdapter(limited_sq)
-        walk_limited = [adapt_limited.traverse(k.expr) for k in page.walk]
-        order_limited = [
-            e.desc() if k.descending else e.asc()
-            for k, e in zip(page.walk, walk_limited, strict=True)
-        ]
-        x = select(
-            limited_sq, func.row_number().over(order_by=order_limited).label("tg_rn")
-        ).subquery()
+        numbered = func.row_number().over(order_by=ordering(_over(limited_sq, page.walk)))
+        x = select(limited_sq, numbered.label("tg_rn")).subquery()
         rn = x.c.tg_rn
         in_page = rn <= size
         # The rows in the list's order: walked backwards, the page is reversed.
         listed = rn.desc() if page.backwards else rn.asc()
-        keys_x = [ClauseAdapter(x).traverse(k.expr) for k in page.keys]
+        keys_x = [k.expr for k in _over(x, page.keys)]
         (connection_type,) = pick.children
         parts: list[Any] = []
         for item in pick.children[connection_type] or ():
@@ -370,8 +359,10 @@ def _aggregate(item: Sql, listed: Any, in_page: Sql) -> Sql:
     )
 
 
-def _rebound(keys: Sequence[SortKey], exprs: Sequence[Sql]) -> list[SortKey]:
-    return [SortKey(k.name, e, k.kind, k.descending) for k, e in zip(keys, exprs, strict=True)]
+def _over(rows: Any, keys: Sequence[SortKey]) -> list[SortKey]:
+    """The sort keys, written over the columns of `rows` (a subquery of the list's rows)."""
+    adapt = ClauseAdapter(rows)
+    return [SortKey(k.name, adapt.traverse(k.expr), k.kind, k.descending) for k in keys]
 
 
 def build(

@@ -133,7 +133,7 @@ def _cursor_params(values: Sequence[Any] | None) -> dict[str, Any]:
     return {} if values is None else {f"tg_c{i}": v for i, v in enumerate(values)}
 
 
-def _order(keys: Sequence[SortKey]) -> list[ColumnElement[Any]]:
+def ordering(keys: Sequence[SortKey]) -> list[ColumnElement[Any]]:
     return [k.expr.desc() if k.descending else k.expr.asc() for k in keys]
 
 
@@ -179,7 +179,7 @@ async def fetch_page(
     def build() -> Select[Any]:
         query = (
             _with_keys(source.build(), keys)
-            .order_by(*_order(walk))
+            .order_by(*ordering(walk))
             .limit(bindparam(_LIMIT, type_=Integer))
         )
         return query.where(_after_cursor(walk)) if values is not None else query
@@ -221,7 +221,7 @@ async def fetch_pages_per_parent(
     def build() -> Select[Any]:
         query = _with_keys(source.build(), keys).add_columns(
             parent.label("tg_parent"),
-            func.row_number().over(partition_by=parent, order_by=_order(keys)).label("tg_rn"),
+            func.row_number().over(partition_by=parent, order_by=ordering(keys)).label("tg_rn"),
         )
         query = query.where(in_ids(parent, PARENTS))
         if values is not None:

@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Select, Text, any_, bindparam, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Select, Text, any_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import prepared
@@ -25,6 +24,7 @@ from db.descriptions import (
     NodeType,
     One,
     Value,
+    named_param,
     page_arguments,
     sort_keys_of,
     source_of,
@@ -33,6 +33,7 @@ from db.labels import LABEL
 from db.pagination import Page, Source, count, counts_by_parent, fetch_page, pages_by_parent
 from db.principals import PRINCIPAL_PARAMS, Principal, principal_params
 from db.projects import PROJECT, TASK_COUNTS
+from db.sql import in_ids
 from db.tasks import TASK
 from db.workspaces import MEMBERSHIP, WORKSPACE, WORKSPACE_KEYS
 
@@ -92,7 +93,7 @@ def _by_ids(node: NodeType) -> Select[Any]:
     loaded = {n: v for n, v in node.fields.items() if isinstance(v, Value) and v.loaded}
     columns: list[Any] = [c for c in x.c if c.name not in loaded]
     columns += [v.sql(x.c, PRINCIPAL_PARAMS).label(n) for n, v in loaded.items()]
-    where = [x.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))]
+    where = [in_ids(x.c.id, "ids")]
     if node.visible is not None:
         rule = node.visible(x.c, PRINCIPAL_PARAMS)
         if node.lookup_only:
@@ -119,10 +120,6 @@ async def rows_by_ids(
 # The loaders' pages of a list, per parent --------------------------------------------------
 
 
-def _param(name: str, type_: Any) -> Any:
-    return bindparam(name, type_=type_)
-
-
 @dataclass(frozen=True, slots=True)
 class _List:
     listing: Listing
@@ -141,7 +138,9 @@ def _list(principal: Principal, type_name: str, field: str, args: ListArgs) -> _
         rows = source_of(target)
         if listing.where is None:
             return rows
-        return rows.where(*listing.where(rows.selected_columns, PRINCIPAL_PARAMS, args, _param))
+        return rows.where(
+            *listing.where(rows.selected_columns, PRINCIPAL_PARAMS, args, named_param)
+        )
 
     source = Source(("listing", type_name, field, listing.arguments.shape(args.rest)), build)
     params = {**principal_params(principal), **listing.arguments.params(args.rest)}

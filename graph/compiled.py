@@ -61,6 +61,7 @@ from db.principals import VIEWER_PARAM, Principal, principal_params
 from db.read_types import TYPES
 from graph.argument_conversion import arguments_converter, db_value
 from graph.ids import from_global_id
+from graph.types.query import MAX_NODES
 
 # Switched off by tests that compare the compiled path with the normal one.
 ENABLED = True
@@ -74,7 +75,6 @@ MAX_KEPT_BYTES = 32 << 20
 MAX_TREES = 16
 # Larger selections are not compiled: building one statement would hold the event loop.
 MAX_PICKS = 2000
-MAX_NODES = 100
 
 
 class Unsupported(Exception):

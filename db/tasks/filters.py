@@ -15,12 +15,12 @@ from sqlalchemy import (
     SmallInteger,
     Text,
     any_,
-    bindparam,
     exists,
     or_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from db.descriptions import named_param
 from db.errors import InvalidArgument
 from db.models import (
     TaskPriority,
@@ -103,12 +103,8 @@ def filter_params(flt: TaskFilter | None) -> dict[str, Any]:
     return params
 
 
-def _param(name: str, type_: Any) -> Any:
-    return bindparam(name, type_=type_)
-
-
 def filter_conditions(
-    flt: TaskFilter | None, param: Callable[[str, Any], Any] = _param
+    flt: TaskFilter | None, param: Callable[[str, Any], Any] = named_param
 ) -> list[ColumnElement[bool]]:
     """The filter's conditions on `tasks`, its values as parameters `param("f_...", type)`
     (given by `filter_params`), so that one statement serves every filter of the same shape."""

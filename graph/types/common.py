@@ -9,7 +9,10 @@ import asyncpg
 import strawberry
 
 from db import models
-from db.pagination import Page, PageArgs
+from db.pagination import Page
+from db.read_types import TYPES
+from graph.argument_conversion import db_value
+from graph.context import context_of
 
 Role = strawberry.enum(models.Role, name="Role")
 TaskStatus = strawberry.enum(models.TaskStatus, name="TaskStatus")
@@ -95,15 +98,6 @@ def connection(
     return Connection(nodes=[build(row) for row in page.rows], _page=page, _total=total)
 
 
-def page_args(
-    first: int | None = None,
-    after: str | None = None,
-    last: int | None = None,
-    before: str | None = None,
-) -> PageArgs:
-    return PageArgs(first=first, after=after, last=last, before=before)
-
-
 def ids_of(values: Sequence[str] | None, expected: str, argument: str) -> list[int] | None:
     from graph.ids import db_id_of
 
@@ -122,10 +116,6 @@ async def listing(
 ) -> Connection[T]:
     """The connection `type_name.field` of a parent, read as its description says
     (db/read_types.py), its arguments converted as the compiled path converts them."""
-    from db.read_types import TYPES
-    from graph.argument_conversion import db_value
-    from graph.context import context_of
-
     described = TYPES[type_name].fields[field]
     args = described.arguments.convert(**{k: db_value(v) for k, v in given.items()})  # type: ignore[union-attr]
     loaders = context_of(info).loaders
