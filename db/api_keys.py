@@ -24,7 +24,6 @@ from db.errors import Unauthenticated
 from db.models import ApiKey, ApiScope
 from db.principals import Principal
 from db.problems import ProblemCode, reject
-from db.sql import any_id
 
 K = ApiKey.__table__
 
@@ -151,16 +150,6 @@ async def authenticate(session: AsyncSession, secret: str) -> Principal:
         api_key_creator_id=row.created_by_id,
         scopes=frozenset(ApiScope(s) for s in row.scopes),
     )
-
-
-async def keys_by_workspace(
-    session: AsyncSession, workspace_ids: Sequence[int]
-) -> dict[int, list[Any]]:
-    stmt = select(K).where(any_id(K.c.workspace_id, workspace_ids)).order_by(K.c.created_at, K.c.id)
-    keys: dict[int, list[Any]] = {wid: [] for wid in workspace_ids}
-    for row in (await session.execute(stmt)).all():
-        keys[row.workspace_id].append(row)
-    return keys
 
 
 # ---------------------------------------------------------------- read description

@@ -1,8 +1,7 @@
-"""Comments: reads."""
+"""Comments: sort keys, commands and read description."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import any_, delete, exists, func, insert, select, update
@@ -11,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import activities, validation, wire
 from db.descriptions import NodeType, One, global_id, timestamp, value
 from db.models import ActivityKind, Comment, Project, Task, User
-from db.pagination import SortKey, Source, counts_by_parent
+from db.pagination import SortKey
 from db.permissions import require_task_editor
 from db.principals import Principal
 from db.problems import Problem, ProblemCode, Rejected, reject
@@ -23,11 +22,6 @@ P = Project.__table__
 
 # Oldest first, like a conversation.
 COMMENT_KEYS = (SortKey("created", C.c.created_at, "datetime"), SortKey("id", C.c.id, "int"))
-_ALL = Source("comments", lambda: select(C))
-
-
-async def comment_counts(session: AsyncSession, task_ids: Sequence[int]) -> dict[int, int]:
-    return await counts_by_parent(session, _ALL, C.c.task_id, task_ids)
 
 
 # Commands. Members (and WRITE keys) comment; authors edit their own comments; authors and

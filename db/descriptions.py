@@ -169,6 +169,34 @@ def source_of(node: NodeType) -> Select[Any]:
     return node.source()
 
 
+def related_rows(
+    described: One | Many,
+    target: NodeType,
+    parent: Columns,
+    p: PrincipalSQL,
+    args: Any,
+    param: Param,
+) -> Select[Any]:
+    """The rows of a relationship for the parent row (`parent`: its columns): what both the
+    compiled statement and the loaders' batched reads (`db.read_types.related`) select."""
+    if described.rows is not None:
+        return described.rows(parent, p, args, param)
+    assert described.where is not None
+    rows = source_of(target)
+    return rows.where(*described.where(rows.selected_columns, parent, p, args, param))
+
+
+def listed_rows(
+    listing: Listing, target: NodeType, p: PrincipalSQL, args: Any, param: Param
+) -> Select[Any]:
+    """The rows of a list for every parent, before they are taken per parent (`parent`) and
+    paged: for the compiled statement and the loaders' pages alike."""
+    rows = source_of(target)
+    if listing.where is None:
+        return rows
+    return rows.where(*listing.where(rows.selected_columns, p, args, param))
+
+
 def page_arguments(rest: Callable[..., Any] | None = None, **kinds: Any) -> Arguments:
     """The arguments of a plain connection: `first`, `after`, `last`, `before`."""
 

@@ -37,7 +37,17 @@ from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.sql.util import ClauseAdapter
 
 from db import wire
-from db.descriptions import ById, ListArgs, Listing, Many, NodeType, One, Value, source_of
+from db.descriptions import (
+    ById,
+    ListArgs,
+    Listing,
+    Many,
+    NodeType,
+    One,
+    Value,
+    listed_rows,
+    related_rows,
+)
 from db.errors import InvalidArgument
 from db.pagination import SortKey, after_condition, ordering, plan_page
 from db.principals import PRINCIPAL_PARAMS, PrincipalSQL, viewer_sql
@@ -195,19 +205,13 @@ class _Builder:
 
     def rows(self, described: One | Many | Listing, c: Any, args: Any, param: Any) -> Select[Any]:
         """The rows of a relationship or list for the parent row `c`."""
-        p = self.principal
+        target = self.types[described.target]
         if isinstance(described, Listing):
-            rows = source_of(self.types[described.target])
-            target = rows.selected_columns
-            where = [] if described.parent is None else [described.parent(target) == c.id]
-            if described.where is not None:
-                where += described.where(target, p, args, param)
-            return rows.where(*where)
-        if described.rows is not None:
-            return described.rows(c, p, args, param)
-        assert described.where is not None
-        rows = source_of(self.types[described.target])
-        return rows.where(*described.where(rows.selected_columns, c, p, args, param))
+            rows = listed_rows(described, target, self.principal, args, param)
+            if described.parent is None:
+                return rows
+            return rows.where(described.parent(rows.selected_columns) == c.id)
+        return related_rows(described, target, c, self.principal, args, param)
 
     @staticmethod
     def _only(pick: Pick) -> str:

@@ -1,8 +1,7 @@
-"""Labels: reads."""
+"""Labels: their order, commands and read description."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import any_, delete, func, literal_column, select, update
@@ -11,13 +10,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import activities, prepared, validation, wire
+from db import activities, validation, wire
 from db.descriptions import NodeType, One, global_id, value
 from db.models import ActivityKind, Label, Project, Task, TaskLabel
 from db.permissions import require_admin
 from db.principals import Principal
 from db.problems import Problem, ProblemCode, Rejected, reject
-from db.sql import in_ids
 
 L = Label.__table__
 
@@ -35,24 +33,6 @@ def label_sort_key(row: Any) -> tuple[str, int]:
 T = Task.__table__
 P = Project.__table__
 TL = TaskLabel.__table__
-
-
-async def labels_by_workspace(
-    session: AsyncSession, workspace_ids: Sequence[int]
-) -> dict[int, list[Any]]:
-    labels: dict[int, list[Any]] = {wid: [] for wid in workspace_ids}
-    for row in await prepared.rows(
-        session,
-        "labels_by_workspace",
-        lambda: (
-            select(L)
-            .where(in_ids(L.c.workspace_id, "ids"))
-            .order_by(L.c.workspace_id, *label_order(L.c))
-        ),
-        ids=list(workspace_ids),
-    ):
-        labels[row.workspace_id].append(row)
-    return labels
 
 
 # Commands. Labels are managed by workspace admins.

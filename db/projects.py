@@ -1,55 +1,25 @@
-"""Projects: reads."""
+"""Projects: sort keys, commands and read description."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import any_, func, select, tuple_, update
+from sqlalchemy import any_, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import prepared, tasks, validation, wire
+from db import tasks, validation, wire
 from db.descriptions import Columns, NodeType, One, Param, global_id, timestamp, value
 from db.models import Project, Task, TaskStatus
 from db.pagination import SortKey
 from db.permissions import require_admin
 from db.principals import Principal, PrincipalSQL
 from db.problems import Problem, ProblemCode, Rejected, reject
-from db.sql import in_ids
 
 P = Project.__table__
 T = Task.__table__
 
 PROJECT_KEYS = (SortKey("key", P.c.key, "str"),)
-
-
-async def projects_by_key(
-    session: AsyncSession, keys: Sequence[tuple[int, str]]
-) -> dict[tuple[int, str], Any]:
-    """Projects by (workspace id, key); the caller has checked that it may read the workspaces."""
-    stmt = select(P).where(tuple_(P.c.workspace_id, P.c.key).in_([tuple(k) for k in keys]))
-    return {(row.workspace_id, row.key): row for row in (await session.execute(stmt)).all()}
-
-
-async def task_counts(
-    session: AsyncSession, project_ids: Sequence[int]
-) -> dict[int, dict[TaskStatus, int]]:
-    counts: dict[int, dict[TaskStatus, int]] = {
-        pid: dict.fromkeys(TaskStatus, 0) for pid in project_ids
-    }
-    for row in await prepared.rows(
-        session,
-        "task_counts_by_project",
-        lambda: (
-            select(T.c.project_id, T.c.status, func.count().label("n"))
-            .where(in_ids(T.c.project_id, "ids"))
-            .group_by(T.c.project_id, T.c.status)
-        ),
-        ids=list(project_ids),
-    ):
-        counts[row.project_id][TaskStatus(row.status)] = row.n
-    return counts
 
 
 # Commands. Projects are managed by workspace admins (users, not API keys).

@@ -427,8 +427,9 @@ WORKSPACE = NodeType(
         "task": One(
             "Task",
             _task_by_key,
+            # Normalised, so that "eng-1" and "ENG-1" in one query are one key to the loaders.
             arguments=Arguments(
-                convert=lambda key: key,
+                convert=lambda key: key.strip().upper(),
                 shape=lambda key: tasks.parse_key(key) is not None,
                 params=_task_by_key_params,
             ),

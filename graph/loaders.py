@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from strawberry.dataloader import DataLoader
 
-from db import api_keys, comments, labels, projects, read_types, tasks
+from db import read_types
 from db.descriptions import ListArgs
 from db.pagination import Page, PageArgs
 
@@ -99,36 +99,19 @@ class Loaders:
     def api_key(self) -> DataLoader[int, Any]:
         return self._by_id("ApiKey")
 
-    @cached_property
-    def project_by_key(self) -> DataLoader[tuple[int, str], Any]:
-        return self._loader(projects.projects_by_key)
+    # Relationships and values per parent, read as their descriptions say (db.read_types).
+    def related(self, type_name: str, field: str) -> DataLoader[tuple[int, Any], Any]:
+        """Rows of the relationship `type_name.field` by (parent id, the field's converted
+        arguments or None): a row or None (`One`), a list (`Many`)."""
+        key = ("related", type_name, field)
+        return self.keyed(key, read_types.related, self._ctx.principal, type_name, field)
 
-    @cached_property
-    def task_by_key(self) -> DataLoader[tuple[int, str], Any]:
-        return self._loader(tasks.tasks_by_key)
+    def values(self, type_name: str, field: str) -> DataLoader[int, Any]:
+        """The value `type_name.field` by parent id."""
+        key = ("values", type_name, field)
+        return self.keyed(key, read_types.values, self._ctx.principal, type_name, field)
 
-    # Per-parent collections without arguments.
-    @cached_property
-    def labels_of_task(self) -> DataLoader[int, list[Any]]:
-        return self._loader(tasks.labels_by_task, default=[])
-
-    @cached_property
-    def labels_of_workspace(self) -> DataLoader[int, list[Any]]:
-        return self._loader(labels.labels_by_workspace, default=[])
-
-    @cached_property
-    def api_keys_of_workspace(self) -> DataLoader[int, list[Any]]:
-        return self._loader(api_keys.keys_by_workspace, default=[])
-
-    @cached_property
-    def task_counts_of_project(self) -> DataLoader[int, Any]:
-        return self._loader(projects.task_counts)
-
-    @cached_property
-    def comment_count(self) -> DataLoader[int, int]:
-        return self._loader(comments.comment_counts, default=0)
-
-    # Per-parent collections with arguments.
+    # Lists per parent, keyed by their arguments.
     def keyed(
         self, key: Hashable, fn: Batch, *leading: Any, default: Any = None
     ) -> DataLoader[Any, Any]:

@@ -1,4 +1,4 @@
-"""Tasks, by concern: `reads` (orders, rows, pages, by key), `filters`, `commands` (create,
+"""Tasks, by concern: `reads` (orders, rows, list arguments, keys), `filters`, `commands` (create,
 update, delete, labels), `placement` (board positions) and `description` (the read
 description). The names other packages use are gathered here."""
 
@@ -34,12 +34,10 @@ from db.tasks.reads import (
     WORKSPACE_TASK_ORDER,
     Order,
     TaskOrderField,
-    labels_by_task,
     parse_key,
     sort_keys,
     task_list_arguments,
     task_rows,
-    tasks_by_key,
 )
 
 __all__ = [
@@ -69,7 +67,6 @@ __all__ = [
     "filter_conditions",
     "filter_params",
     "filter_shape",
-    "labels_by_task",
     "parse_key",
     "rebalance",
     "remove_labels_from_task",
@@ -77,6 +74,5 @@ __all__ = [
     "task_list",
     "task_list_arguments",
     "task_rows",
-    "tasks_by_key",
     "update_task",
 ]

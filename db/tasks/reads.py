@@ -1,5 +1,4 @@
-"""Task reads: orders and sort keys, the task row, pages and counts per parent, tasks by key,
-labels by task."""
+"""Task reads: orders and sort keys, the task row, the arguments of task lists, task keys."""
 
 from __future__ import annotations
 
@@ -16,20 +15,15 @@ from sqlalchemy import (
     func,
     literal,
     select,
-    tuple_,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import prepared
 from db.errors import InvalidArgument
-from db.labels import label_order
 from db.pagination import SortKey
-from db.sql import in_ids
 from db.tasks.filters import (
     TaskFilter,
     check_filter,
 )
-from db.tasks.tables import TL, L, P, T
+from db.tasks.tables import P, T
 
 TaskOrderField = Literal["CREATED_AT", "UPDATED_AT", "DUE_DATE", "PRIORITY", "POSITION", "NUMBER"]
 # (field, descending) pairs.
@@ -105,42 +99,3 @@ _KEY = re.compile(r"^([A-Z][A-Z0-9]{1,9})-([1-9][0-9]{0,8})$")
 def parse_key(key: str) -> tuple[str, int] | None:
     match = _KEY.match(key.strip().upper())
     return (match.group(1), int(match.group(2))) if match else None
-
-
-async def tasks_by_key(
-    session: AsyncSession, keys: Sequence[tuple[int, str]]
-) -> dict[tuple[int, str], Any]:
-    """Tasks by (workspace id, human key such as "ENG-42"); the caller has checked that it may
-    read the workspaces. Malformed keys find nothing."""
-    wanted: dict[tuple[int, str, int], tuple[int, str]] = {}
-    for workspace_id, key in keys:
-        parsed = parse_key(key)
-        if parsed is not None:
-            wanted[(workspace_id, *parsed)] = (workspace_id, key)
-    if not wanted:
-        return {}
-    stmt = (
-        select(T, P.c.key.label("project_key"))
-        .join(P, P.c.id == T.c.project_id)
-        .where(tuple_(P.c.workspace_id, P.c.key, T.c.number).in_(list(wanted)))
-    )
-    found = {}
-    for row in (await session.execute(stmt)).all():
-        found[wanted[(row.workspace_id, row.project_key, row.number)]] = row
-    return found
-
-
-def _labels_by_task() -> Any:
-    return (
-        select(TL.c.task_id, L)
-        .join(L, L.c.id == TL.c.label_id)
-        .where(in_ids(TL.c.task_id, "ids"))
-        .order_by(TL.c.task_id, *label_order(L.c))
-    )
-
-
-async def labels_by_task(session: AsyncSession, task_ids: Sequence[int]) -> dict[int, list[Any]]:
-    labels: dict[int, list[Any]] = {tid: [] for tid in task_ids}
-    for row in await prepared.rows(session, "labels_by_task", _labels_by_task, ids=list(task_ids)):
-        labels[row.task_id].append(row)
-    return labels

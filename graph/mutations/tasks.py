@@ -133,7 +133,7 @@ class TaskMutations:
         # What the command read in its transaction serves the payload's fields as well.
         loaders = context_of(info).loaders
         loaders.project.prime(created.project.id, created.project)
-        loaders.labels_of_task.prime(created.row.id, created.labels)
+        loaders.related("Task", "labels").prime((created.row.id, None), created.labels)
         return _task_payload(created.row, errors)
 
     @strawberry.mutation(

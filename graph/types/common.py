@@ -106,6 +106,16 @@ def ids_of(values: Sequence[str] | None, expected: str, argument: str) -> list[i
     return [db_id_of(v, expected, argument=argument) for v in values]
 
 
+async def related(info: Any, type_name: str, field: str, parent_id: int, **given: Any) -> Any:
+    """The row (or None) or rows of the relationship `type_name.field` of a parent, read as its
+    description says (db/read_types.py), its arguments converted as the compiled path
+    converts them."""
+    described = TYPES[type_name].fields[field]
+    arguments = described.arguments  # type: ignore[union-attr]
+    args = arguments.convert(**{k: db_value(v) for k, v in given.items()}) if arguments else None
+    return await context_of(info).loaders.related(type_name, field).load((parent_id, args))
+
+
 async def listing(
     info: Any,
     type_name: str,

@@ -5,10 +5,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
-from db.models import TaskStatus as DbStatus
+from db.read_types import TYPES
 from graph.context import context_of
 from graph.ids import to_global_id
-from graph.types.common import Connection, Node, columns, fill
+from graph.types.common import Connection, Node, columns, fill, related
 from graph.types.task import Task, TaskFilter, TaskOrder, task_connection
 
 if TYPE_CHECKING:
@@ -24,6 +24,11 @@ class TaskCounts:
     done: int
     canceled: int
     total: int
+
+    @classmethod
+    def from_row(cls, row: Any) -> TaskCounts:
+        # The counts are the columns the description names (db.projects.TASK_COUNTS).
+        return cls(**{name: row[name] for name in TYPES["TaskCounts"].fields})
 
 
 @strawberry.type
@@ -89,13 +94,4 @@ class Project(Node):
 
     @strawberry.field
     async def task_counts(self, info: strawberry.Info) -> TaskCounts:
-        counts = await context_of(info).loaders.task_counts_of_project.load(self.db_id)
-        return TaskCounts(
-            backlog=counts[DbStatus.BACKLOG],
-            todo=counts[DbStatus.TODO],
-            in_progress=counts[DbStatus.IN_PROGRESS],
-            in_review=counts[DbStatus.IN_REVIEW],
-            done=counts[DbStatus.DONE],
-            canceled=counts[DbStatus.CANCELED],
-            total=sum(counts.values()),
-        )
+        return TaskCounts.from_row(await related(info, "Project", "task_counts", self.db_id))

@@ -21,6 +21,7 @@ from graph.types.common import (
     fill,
     ids_of,
     listing,
+    related,
 )
 from graph.types.user import User
 
@@ -198,7 +199,7 @@ class Task(Node):
     ) -> list[Annotated[Label, strawberry.lazy("graph.types.label")]]:
         from graph.types.label import Label
 
-        rows = await context_of(info).loaders.labels_of_task.load(self.db_id)
+        rows = await related(info, "Task", "labels", self.db_id)
         return [Label.from_row(row) for row in rows]
 
     @strawberry.field
@@ -213,7 +214,7 @@ class Task(Node):
 
     @strawberry.field
     async def comment_count(self, info: strawberry.Info) -> int:
-        return await context_of(info).loaders.comment_count.load(self.db_id)  # type: ignore[no-any-return]
+        return await context_of(info).loaders.values("Task", "comment_count").load(self.db_id)  # type: ignore[no-any-return]
 
     @strawberry.field(description="What happened to the task, newest first.")
     async def activity(

@@ -10,7 +10,7 @@ from db.models import Role as DbRole
 from graph.context import context_of
 from graph.ids import to_global_id
 from graph.types.api_key import ApiKey
-from graph.types.common import Connection, Node, Role, listing
+from graph.types.common import Connection, Node, Role, listing, related
 from graph.types.label import Label
 from graph.types.project import Project
 from graph.types.task import Task, TaskFilter, TaskOrder, task_connection
@@ -82,16 +82,15 @@ class Workspace(Node):
 
     @strawberry.field
     async def project(self, info: strawberry.Info, key: str) -> Project | None:
-        loaders = context_of(info).loaders
-        row = await loaders.project_by_key.load((self.db_id, key.strip().upper()))
+        row = await related(info, "Workspace", "project", self.db_id, key=key)
         if row is None:
             return None
-        loaders.project.prime(row.id, row)
+        context_of(info).loaders.project.prime(row.id, row)
         return Project.from_row(row)
 
     @strawberry.field(description="Labels ordered by name.")
     async def labels(self, info: strawberry.Info) -> list[Label]:
-        rows = await context_of(info).loaders.labels_of_workspace.load(self.db_id)
+        rows = await related(info, "Workspace", "labels", self.db_id)
         return [Label.from_row(row) for row in rows]
 
     @strawberry.field(description="Tasks of every project; by default newest first.")
@@ -119,9 +118,7 @@ class Workspace(Node):
 
     @strawberry.field(description='A task by its human key, e.g. "ENG-42".')
     async def task(self, info: strawberry.Info, key: str) -> Task | None:
-        # Normalised first, so that "eng-1" and "ENG-1" in one query are one key.
-        normalised = key.strip().upper()
-        row = await context_of(info).loaders.task_by_key.load((self.db_id, normalised))
+        row = await related(info, "Workspace", "task", self.db_id, key=key)
         return Task.from_row(row) if row is not None else None
 
     @strawberry.field(description="The workspace's API keys; for workspace admins only.")
@@ -129,5 +126,5 @@ class Workspace(Node):
         ctx = context_of(info)
         if not ctx.principal.can_manage(self.db_id):
             raise Forbidden("Only workspace admins can list API keys.")
-        rows = await ctx.loaders.api_keys_of_workspace.load(self.db_id)
+        rows = await related(info, "Workspace", "api_keys", self.db_id)
         return [ApiKey.from_row(row) for row in rows]

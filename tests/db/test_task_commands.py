@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import tasks
+from db import read_types, tasks
 from db.api_keys import create_api_key
 from db.engine import make_engine
 from db.models import (
@@ -66,8 +66,8 @@ async def activity(session: AsyncSession, task_id: int) -> list[Any]:
 
 
 async def label_names(session: AsyncSession, task_id: int) -> list[str]:
-    rows = await tasks.labels_by_task(session, [task_id])
-    return [row.name for row in rows[task_id]]
+    rows = await read_types.related(session, Principal(), "Task", "labels", [(task_id, None)])
+    return [row.name for row in rows[(task_id, None)]]
 
 
 async def fetch(session: AsyncSession, task_id: int) -> Any:
