@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Integer, Text, any_, bindparam, delete, false, func, insert, select, update
+from sqlalchemy import Integer, Text, any_, delete, false, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import activities, prepared, projects, tasks, validation, wire
+from db import activities, projects, tasks, validation, wire
 from db.accounts import check_email, normalise_email
 from db.activities import change
 from db.descriptions import (
@@ -45,18 +45,6 @@ MEMBER_KEYS = (
     SortKey("joined", M.c.created_at, "datetime"),
     SortKey("user", M.c.user_id, "int"),
 )
-
-
-async def workspace_by_slug(session: AsyncSession, principal: Principal, slug: str) -> Any | None:
-    rows = await prepared.rows(
-        session,
-        "workspace_by_slug",
-        lambda: select(W).where(W.c.slug == bindparam("slug")),
-        slug=slug,
-    )
-    if not rows or not principal.can_read(rows[0].id):
-        return None
-    return rows[0]
 
 
 # ---------------------------------------------------------------- commands

@@ -5,14 +5,13 @@ from typing import Any
 
 import strawberry
 
-from db import workspaces as workspace_db
 from db.errors import InvalidArgument
 from graph.context import Context, context_of
 from graph.ids import from_global_id
 from graph.types.activity import Activity
 from graph.types.api_key import ApiKey
 from graph.types.comment import Comment
-from graph.types.common import Connection, Node, listing
+from graph.types.common import Connection, Node, listing, related
 from graph.types.label import Label
 from graph.types.project import Project
 from graph.types.task import Task
@@ -78,9 +77,9 @@ class Query:
 
     @strawberry.field
     async def workspace(self, info: strawberry.Info, slug: str) -> Workspace | None:
-        ctx = context_of(info)
-        row = await ctx.db(workspace_db.workspace_by_slug, ctx.principal, slug)
+        # The root is the parent 0 (as for its lists).
+        row = await related(info, "Query", "workspace", 0, slug=slug)
         if row is None:
             return None
-        ctx.loaders.workspace.prime(row.id, row)
+        context_of(info).loaders.workspace.prime(row.id, row)
         return Workspace.from_row(row)

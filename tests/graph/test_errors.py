@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from db import workspaces
+from db import read_types
 from graph import compiled
 from graph.settings import Settings
 from tests import factories
@@ -52,7 +52,7 @@ def broken_workspace_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
     async def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("connection string postgres://secret@db leaked")
 
-    monkeypatch.setattr(workspaces, "workspace_by_slug", explode)
+    monkeypatch.setattr(read_types, "related", explode)
     # The fault is planted in the resolvers' path; a compiled query would not pass it.
     monkeypatch.setattr(compiled, "ENABLED", False)
 
