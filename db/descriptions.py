@@ -11,9 +11,10 @@ field's Python name, how its value is read:
   a parent row.
 
 `db.json_statement` builds from these the one statement that answers a whole query in
-PostgreSQL. Fields that take arguments name an `Arguments`: how the API's argument values become
-the field's own (`convert`, shared with the resolvers), what of them changes the statement's
-text (`shape`) and which are parameters (`params`).
+PostgreSQL, and `db.read_types` the loaders' batched reads (by id, per parent, pages). Fields
+that take arguments name an `Arguments`: how the API's argument values become the field's own
+(`convert`, shared with the resolvers), what of them changes the statement's text (`shape`)
+and which are parameters (`params`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The read description of every API type (`db.descriptions`), by the API's type name, and
-of the root: what the one-statement read path (`db.json_statement`) is built from. Each type's
-own description is in its domain module, beside the rules the loaders and commands use."""
+of the root: what the one-statement read path (`db.json_statement`) is built from, and the
+loaders' reads made from the same descriptions (rows by id, of relationships and values per
+parent, pages and counts of lists). Each type's own description is in its domain module."""
 
 from __future__ import annotations
 
@@ -237,6 +238,7 @@ def _per_parent(make: Callable[[Any, Param], Any]) -> tuple[Any, Any]:
     types: dict[str, Any] = {}
 
     def record(name: str, type_: Any) -> Any:
+        assert name not in ("id", _PLACE), f"a parameter may not be named {name}"
         types[name] = type_
         return named_param(name, type_)
 
@@ -278,7 +280,8 @@ async def related(
 ) -> dict[tuple[int, Any], Any]:
     """The rows of the relationship `type_name.field` (a `One`: a row, absent where there is
     none; a `Many`: a list in the description's order) for each (parent id, the field's
-    converted arguments, None without). One statement per shape of the arguments."""
+    converted arguments, None without). One statement per shape of the arguments. A list the
+    description `refused` to the principal is not asked for: the resolvers answer the error."""
     described, _ = _relationship(type_name, field)
     arguments = described.arguments
     shapes: dict[Hashable, list[tuple[int, Any]]] = {}
