@@ -57,8 +57,8 @@ KNOWN_FAILING: list[str] = [
     "86EE",
 ]
 
-# graphql-http 1.23.1 has 65 server audits; fewer results means the run itself went wrong.
-MIN_AUDITS = 60
+# graphql-http 1.23.1 has 61 server audits; fewer results means the run itself went wrong.
+MIN_AUDITS = 61
 
 
 @dataclass(frozen=True)
