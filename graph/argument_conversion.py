@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import MISSING
+from dataclasses import MISSING, fields, is_dataclass
 from typing import Any
 
 from strawberry.relay.types import GlobalID
@@ -28,6 +28,9 @@ from strawberry.types.base import (
 from strawberry.types.enum import StrawberryEnumDefinition, has_enum_definition
 from strawberry.types.lazy_type import LazyType
 from strawberry.types.unset import UNSET
+
+from db.errors import InvalidArgument
+from db.validation import storable
 
 Convert = Callable[[Any], Any]
 
@@ -122,11 +125,28 @@ def _strawberry(type_: Any, scalars: Mapping[object, Any], config: Any) -> Conve
 
 
 def db_value(value: Any) -> Any:
-    """An argument as `db` takes it: inputs through their own `to_db`, enums by value."""
+    """A read argument as `db` takes it: inputs through their own `to_db`, enums by value, and
+    only text that PostgreSQL can take (a NUL or a lone surrogate would fail in the driver: a
+    server fault instead of the client's error)."""
     if hasattr(value, "to_db"):
-        return value.to_db()
+        converted = value.to_db()
+        _check_text(converted)
+        return converted
     if isinstance(value, list):
         return [db_value(v) for v in value]
     if isinstance(value, enum.Enum):
         return value.value
+    _check_text(value)
     return value
+
+
+def _check_text(value: Any) -> None:
+    if isinstance(value, str):
+        if problems := storable(value, (), "Text"):
+            raise InvalidArgument(problems[0].message)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_text(item)
+    elif is_dataclass(value):
+        for item in fields(value):
+            _check_text(getattr(value, item.name))

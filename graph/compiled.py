@@ -48,6 +48,7 @@ from graphql import (
     is_abstract_type,
     is_object_type,
     parse,
+    specified_rules,
     validate,
 )
 from graphql.execution.values import get_argument_values, get_variable_values
@@ -59,6 +60,7 @@ from db.errors import InvalidArgument
 from db.json_statement import NotCompiled, Pick
 from db.principals import VIEWER_PARAM, Principal, principal_params
 from db.read_types import TYPES
+from graph import document_rules
 from graph.argument_conversion import arguments_converter, db_value
 from graph.ids import from_global_id
 from graph.types.query import MAX_NODES
@@ -180,7 +182,7 @@ class Compiler:
             document = parse(query)
         except GraphQLError:
             raise Unsupported from None
-        if validate(self.schema, document):
+        if validate(self.schema, document, (*specified_rules, *document_rules.RULES)):
             raise Unsupported
         operation = _operation(document, operation_name)
         if operation.operation != OperationType.QUERY:

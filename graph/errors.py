@@ -29,6 +29,8 @@ class ErrorCode(enum.StrEnum):
     QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
     RATE_LIMITED = "RATE_LIMITED"
     PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+    # A document that is not among the trusted ones, on a server that runs only those.
+    PERSISTED_QUERY_NOT_IN_LIST = "PERSISTED_QUERY_NOT_IN_LIST"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
     # A request refused at the HTTP level, before any operation (malformed body, no query).
     BAD_REQUEST = "BAD_REQUEST"

@@ -13,6 +13,7 @@ from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from graph import document_rules
 from graph.context import Context
 from graph.errors import ErrorCode, classify_all
 from graph.mutations.api_keys import ApiKeyMutations
@@ -83,11 +84,18 @@ class ValidationByText(SchemaExtension):
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
-        rules = tuple(context.validation_rules)
-        key = (id(context.schema._schema), context.query, rules)
+        rules = (*context.validation_rules, *document_rules.RULES)
+        # The name the request gave: Strawberry's `operation_name` falls back to the first
+        # operation's, which would run one of several operations that nobody named.
+        name = context._provided_operation_name
+        key = (id(context.schema._schema), context.query, name, rules)
         errors = self.cache.get(key) if context.query is not None else None
         if errors is None:
-            errors = validate_document(context.schema._schema, context.graphql_document, rules)
+            document = context.graphql_document
+            choice = document_rules.operation_choice_error(document, name)
+            errors = (
+                [choice] if choice else validate_document(context.schema._schema, document, rules)
+            )
             if context.query is not None:
                 self.cache[key] = errors
                 if len(self.cache) > self.maxsize:

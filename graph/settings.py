@@ -46,6 +46,19 @@ class Settings(BaseSettings):
     debug: bool = False
     graphiql: bool = True
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    trusted_documents: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Manifests of trusted documents (comma-separated paths): Apollo's "
+        "persisted query manifest, Relay's persistOutput, GraphQL Codegen's persisted documents.",
+    )
+    trusted_documents_only: bool = Field(
+        default=False, description="Run only the trusted documents' operations."
+    )
+    csrf_prevention: bool = Field(
+        default=True,
+        description="Refuse GET requests that a page of another site could send from a "
+        "browser (no JSON content type and no preflight header).",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -62,6 +75,13 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_secret_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("trusted_documents", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [Path(part.strip()) for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -1,17 +1,19 @@
-"""The HTTP view of /graphql: Strawberry's FastAPI router, with the project's answers.
+"""The HTTP view of /graphql: Strawberry's router, with the project's GraphQL over HTTP.
 
 Every request to /graphql goes through this one view, so HTTP parsing, content negotiation,
 limits, validation, error masking and the response encoding exist once:
 
-- bodies are decoded with orjson, and one larger than `MAX_BODY_BYTES` is refused (413)
-  before it is read to the end;
-- answers are encoded with orjson; where Strawberry answers a malformed request with plain
-  text, the same status carries a JSON GraphQL error (`BAD_REQUEST`) instead;
+- GET and POST follow the GraphQL-over-HTTP specification (graph/http_protocol.py): the
+  media type is negotiated, request errors are 4xx answers with a GraphQL error and its
+  `extensions.code`, never plain text; bodies larger than `MAX_BODY_BYTES` are refused (413)
+  before they are read to the end;
 - a query the compiler knows (graph/compiled.py) is answered by one statement in which
   PostgreSQL builds the `data` JSON, written into the response as it came. This happens
   before Strawberry parses, validates and executes: the compiler parsed and validated the
   document once, when it compiled it, and a compiled answer has no errors to mask. Whatever
-  the compiled path does not answer (or would answer with an error) goes on to the schema.
+  the compiled path does not answer (or would answer with an error) goes on to the schema's
+  execution, with its extensions (graph/schema.py);
+- WebSockets and GraphiQL are Strawberry's own.
 
 The compiled answer is found here, ahead of the schema's execution, rather than in a schema
 extension's `on_execute`, where every compiled request paid for setting up an execution (its
@@ -21,14 +23,12 @@ per request in profiles (bench/README.md, step 20).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import asyncpg
 import orjson
-from cross_web import AsyncHTTPRequestAdapter, HTTPException, StarletteRequestAdapter
 from fastapi import FastAPI
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.routing import APIRoute
@@ -36,18 +36,31 @@ from graphql import GraphQLError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.websockets import WebSocket
+from strawberry.exceptions import MissingQueryError
 from strawberry.fastapi import GraphQLRouter
-from strawberry.http import GraphQLRequestData
 from strawberry.schema import BaseSchema
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
-from strawberry.types.unset import UNSET
+from strawberry.types.graphql import OperationType
 
 from db import prepared
 from db.principals import Principal
 from graph import compiled
 from graph.context import Context, Resources, Run
-from graph.errors import ErrorCode, classify_all
+from graph.errors import classify_all
+from graph.http_protocol import (
+    GRAPHQL_RESPONSE,
+    JSON,
+    Params,
+    RequestError,
+    check_content_type,
+    decode_body,
+    decode_query_string,
+    may_be_forged,
+    negotiate,
+    request_error_status,
+)
+from graph.persisted_documents import Documents
 
 log = logging.getLogger(__name__)
 
@@ -55,28 +68,93 @@ log = logging.getLogger(__name__)
 # variables; task descriptions, the largest values, are limited to 50,000 characters).
 MAX_BODY_BYTES = 1 << 20
 
+# Queries only over GET: a mutation there is refused with 405 (the spec; and a GET must be
+# safe to repeat, cache and prefetch).
+_ALLOWED = {
+    "GET": frozenset({OperationType.QUERY}),
+    "POST": frozenset({OperationType.QUERY, OperationType.MUTATION}),
+}
 
-class _LimitedRequest(StarletteRequestAdapter):
-    async def get_body(self) -> bytes:
-        declared = self.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+
+class _Headers(dict[str, str]):
+    """The request headers that the view reads, decoded in one pass over the ASGI scope's
+    (Starlette's `Headers.get` decodes and compares every header on each call)."""
+
+    _READ = frozenset({b"accept", b"content-type", b"content-length", b"authorization"})
+    _READ |= {name.encode() for name in ("apollo-require-preflight", "x-apollo-operation-name")}
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        super().__init__()
+        read = self._READ
+        for name, value in raw:
+            if name in read:
+                self[name.decode()] = value.decode("latin-1")
+
+
+async def _body(request: Request, headers: Mapping[str, str]) -> bytes:
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _too_large()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
             raise _too_large()
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in self._request.stream():
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise _too_large()
-            chunks.append(chunk)
-        return b"".join(chunks)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
-def _too_large() -> HTTPException:
-    return HTTPException(413, f"The request body exceeds {MAX_BODY_BYTES} bytes.")
+def _wants_graphiql(request: Request) -> bool:
+    """A browser's GET of the page itself, not an operation (by text or by id)."""
+    params = request.query_params
+    if any(name in params for name in ("query", "extensions", "documentId", "doc_id")):
+        return False
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept or "*/*" in accept
+
+
+def _too_large() -> RequestError:
+    return RequestError(413, f"The request body exceeds {MAX_BODY_BYTES} bytes.")
+
+
+class Answer(Response):
+    """A response whose body is already encoded: its headers are written once, as bytes."""
+
+    def __init__(
+        self,
+        body: bytes,
+        status: int = 200,
+        media_type: str = JSON,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.status_code = status
+        self.body = body
+        self.background = None
+        self.raw_headers = [
+            (b"content-length", str(len(body)).encode()),
+            (b"content-type", _MEDIA_TYPES.get(media_type) or media_type.encode()),
+        ]
+        if headers:
+            self.raw_headers += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+
+
+_MEDIA_TYPES = {JSON: JSON.encode(), GRAPHQL_RESPONSE: GRAPHQL_RESPONSE.encode()}
+
+
+def refused(error: RequestError, media_type: str = JSON) -> Answer:
+    """A request refused before any operation ran, in the form of every other answer."""
+    status = error.status
+    if status is None:
+        status = request_error_status(error.code.value, media_type)
+    return Answer(error.body(), status, media_type, error.headers)
 
 
 class GraphQLView(GraphQLRouter[Context, None]):
-    request_adapter_class = _LimitedRequest
+    """Strawberry's view of /graphql: its schema execution (with the schema's extensions),
+    GraphiQL and WebSockets, and the project's GraphQL-over-HTTP handling of GET and POST
+    (graph/http_protocol.py), which Strawberry's own handling does not follow (one media
+    type, plain-text refusals, 200 for every request error)."""
 
     def __init__(
         self, schema: BaseSchema, path: str, *, resources: Resources, **options: Any
@@ -86,110 +164,136 @@ class GraphQLView(GraphQLRouter[Context, None]):
         self.compiler = compiled.Compiler(schema._schema)
         self.debug: bool = getattr(schema, "debug", False)
         self.graphql_path = path
-        # The one POST route is the app's own (see `mount`).
-        self.routes[:] = [
-            route
-            for route in self.routes
-            if not (isinstance(route, APIRoute) and route.methods == {"POST"})
-        ]
+        settings = resources.settings
+        self.csrf_prevention = settings.csrf_prevention
+        self.documents = Documents.from_files(
+            settings.trusted_documents, trusted_only=settings.trusted_documents_only
+        )
+        # GET and POST are the app's own route (see `mount`); WebSockets stay the router's.
+        self.routes[:] = [route for route in self.routes if not isinstance(route, APIRoute)]
 
     def mount(self, app: FastAPI) -> None:
-        """Serve the path on `app`: POST, the route of nearly every request, as a plain
-        route of the app; GET (GraphiQL) and WebSocket through the router.
+        """Serve the path on `app`: GET and POST as a plain route of the app, WebSockets
+        through the router.
 
-        The framework's route for POST solved a tree of dependencies per request (the
-        context getter with its own request, response and background tasks, the root value)
-        and was matched through the included router's dispatch: together more CPU than a
-        compiled query's statement (bench/README.md). `_post` builds the same context and
-        sub-response directly and runs the same view.
+        The framework's routes solved a tree of dependencies per request (the context getter
+        with its own request, response and background tasks, the root value) and were matched
+        through the included router's dispatch: together more CPU than a compiled query's
+        statement (bench/README.md).
         """
         path = self.graphql_path
-        app.add_route(path, self._post, methods=["POST"], include_in_schema=False)
+        app.add_route(path, self.serve, methods=["GET", "POST"], include_in_schema=False)
         app.include_router(self)
         app.add_exception_handler(StarletteHTTPException, _refusal_handler(path))
 
     def _context(self, request: Request) -> Context:
-        # Nothing is opened or looked up yet (graph/context.py); `run` closes it.
+        # Nothing is opened or looked up yet (graph/context.py); `serve` closes it.
         context = Context(self.resources, request.headers.get("authorization"))
         context.request = request
         return context
 
-    async def _post(self, request: Request) -> Response:
-        # As the framework prepares a route's `response` parameter: no status or length yet.
-        sub_response = Response()
-        del sub_response.headers["content-length"]
-        sub_response.status_code = None  # type: ignore[assignment]
-        context = self._context(request)
-        context.response = sub_response
-        # Read back by `get_sub_response` before `run` first yields, as on the router's routes.
-        self.temporal_response = sub_response
-        return await self.run(request, context, None)
-
-    def decode_json(self, data: str | bytes) -> object:
+    async def serve(self, request: Request) -> Response:
+        headers = _Headers(request.scope["headers"])
+        method = request.method
+        if method == "GET" and _wants_graphiql(request):
+            if self.graphql_ide:
+                return await self.render_graphql_ide(request)
+            return refused(RequestError(404, "GraphiQL is not enabled on this server."))
+        media_type = JSON
         try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            # orjson refuses escaped lone surrogates ("\ud800"), which JSON's grammar allows;
-            # such input is the resolvers' to judge. Malformed JSON fails here as well.
-            return json.loads(data)
-
-    def encode_json(self, data: object) -> bytes:
-        # orjson is ~10x faster than json for large results, and writes a compiled answer's
-        # `data` (an orjson.Fragment) as it is.
-        return orjson.dumps(data)
-
-    async def run(  # type: ignore[override]
-        self,
-        request: Request | WebSocket,
-        context: Context | Any = UNSET,
-        root_value: None = UNSET,
-    ) -> Response | WebSocket:
-        try:
-            return await super().run(request, context, root_value)
-        except HTTPException as exc:
-            return _refused(exc.status_code, exc.reason)
-        finally:
-            if isinstance(context, Context):
-                try:
-                    await context.close()
-                except Exception:
-                    log.exception("closing a request's session failed after its answer")
-
-    async def execute_single(
-        self,
-        request: Request,
-        request_adapter: AsyncHTTPRequestAdapter,
-        sub_response: Response,
-        context: Context,
-        root_value: None,
-        request_data: GraphQLRequestData,
-    ) -> ExecutionResult:
-        query, name = request_data.query, request_data.operation_name
-        # Operations run on POST only (no queries over GET); malformed names are the
-        # schema's to report.
-        if (
-            request_adapter.method == "POST"
-            and isinstance(query, str)
-            and (name is None or isinstance(name, str))
-            and isinstance(context, Context)
-        ):
-            operation = self.compiler.lookup(query, name)
-            if operation is not None:
-                try:
-                    data = await self._compiled(context, operation, request_data.variables)
-                except Exception as exc:
-                    # No connection to be had (the pool timed out, the database is down) or
-                    # the statement timed out: the answer, masked like any other fault, not
-                    # a reason to wait as long again on the normal path.
-                    error = GraphQLError(str(exc), original_error=exc)
-                    return ExecutionResult(
-                        data=None, errors=classify_all([error], debug=self.debug)
+            media_type = negotiate(headers.get("accept"))
+            if method == "POST":
+                check_content_type(headers.get("content-type"))
+                params = decode_body(await _body(request, headers))
+            else:
+                if self.csrf_prevention and may_be_forged(headers):
+                    raise RequestError(
+                        400,
+                        "A GET request needs `Content-Type: application/json` or an "
+                        "`Apollo-Require-Preflight: true` header, so that no other site can "
+                        "send it from a browser.",
                     )
-                if data is not None:
-                    return ExecutionResult(data=orjson.Fragment(data), errors=None)  # type: ignore[arg-type]
-        return await super().execute_single(
-            request, request_adapter, sub_response, context, root_value, request_data
-        )
+                params = decode_query_string(request.query_params)
+            if (
+                params.query is None
+                or params.extensions
+                or params.document_id is not None
+                or self.documents.trusted_only
+            ):
+                params = self.documents.resolve(params)
+        except RequestError as error:
+            return refused(error, media_type)
+        context = Context(self.resources, headers.get("authorization"))
+        context.request = request
+        try:
+            return await self._answer(context, method, media_type, params)
+        except RequestError as error:
+            return refused(error, media_type)
+        finally:
+            try:
+                await context.close()
+            except Exception:
+                log.exception("closing a request's session failed after its answer")
+
+    async def _answer(
+        self, context: Context, method: str, media_type: str, params: Params
+    ) -> Response:
+        query = params.query
+        assert query is not None
+        operation = self.compiler.lookup(query, params.operation_name)
+        if operation is not None:
+            try:
+                data = await self._compiled(context, operation, params.variables)
+            except Exception as exc:
+                # No connection to be had (the pool timed out, the database is down) or the
+                # statement timed out: the answer, masked like any other fault, not a reason
+                # to wait as long again on the normal path.
+                error = GraphQLError(str(exc), original_error=exc)
+                return self._result(
+                    ExecutionResult(data=None, errors=classify_all([error], debug=self.debug)),
+                    media_type,
+                )
+            if data is not None:
+                return Answer(b'{"data":' + data + b"}", 200, media_type)
+        try:
+            result = await self.schema.execute(
+                query,
+                variable_values=params.variables,
+                context_value=context,
+                operation_name=params.operation_name,
+                allowed_operation_types=_ALLOWED[method],
+                operation_extensions=params.extensions,
+            )
+        except CannotGetOperationTypeError as error:
+            raise RequestError(400, error.as_http_error_reason()) from None
+        except InvalidOperationTypeError as error:
+            raise RequestError(
+                405,
+                f"{error.as_http_error_reason(method)}; send them with POST.",
+                headers={"Allow": "POST"},
+            ) from None
+        except MissingQueryError:
+            raise RequestError(
+                400, "No GraphQL document: send it as the `query` parameter."
+            ) from None
+        return self._result(result, media_type)
+
+    def _result(self, result: ExecutionResult, media_type: str) -> Answer:
+        errors = result.errors
+        body: dict[str, Any] = {}
+        status = 200
+        if result.data is None and errors and not any(error.path for error in errors):
+            # No execution began (parse, validation, variables, credentials): a request error,
+            # answered without `data`.
+            code = (errors[0].extensions or {}).get("code")
+            status = request_error_status(code, media_type)
+        else:
+            body["data"] = result.data
+        if errors:
+            body["errors"] = [error.formatted for error in errors]
+        if result.extensions:
+            body["extensions"] = result.extensions
+        return Answer(orjson.dumps(body), status, media_type)
 
     async def _compiled(
         self, context: Context, operation: compiled.Operation, variables: dict[str, Any] | None
@@ -257,15 +361,6 @@ async def _run(run: Run, sql: str, args: list[Any]) -> bytes | None:
     return text.encode()
 
 
-def _refused(status: int, reason: str, headers: Mapping[str, str] | None = None) -> Response:
-    """A request refused before any operation ran, in the form of every other answer."""
-    code = ErrorCode.BAD_USER_INPUT if status == 413 else ErrorCode.BAD_REQUEST
-    body = {"errors": [{"message": reason, "extensions": {"code": code.value}}]}
-    return Response(
-        orjson.dumps(body), status_code=status, headers=headers, media_type="application/json"
-    )
-
-
 def _refusal_handler(path: str) -> Callable[[Request, Exception], Awaitable[Response]]:
     """The app's handler of HTTP errors raised before the view is reached (a method the
     route does not take): at `path` they are answered like the view's own refusals, elsewhere
@@ -275,6 +370,6 @@ def _refusal_handler(path: str) -> Callable[[Request, Exception], Awaitable[Resp
         assert isinstance(exc, StarletteHTTPException)
         if request.url.path != path:
             return await http_exception_handler(request, exc)
-        return _refused(exc.status_code, exc.detail, exc.headers)
+        return refused(RequestError(exc.status_code, exc.detail, headers=exc.headers))
 
     return handle

@@ -39,23 +39,9 @@ GRAPHQL_JS_VERSION = "16.15.0"
 PACKAGES = (f"graphql-http@{GRAPHQL_HTTP_VERSION}", f"graphql@{GRAPHQL_JS_VERSION}")
 CACHE = ROOT / ".cache" / f"graphql-http-{GRAPHQL_HTTP_VERSION}"
 
-# Audit ids (graphql-http's) of MUST/SHOULD audits the server fails today. Kept exact.
-KNOWN_FAILING: list[str] = [
-    # Accept: application/graphql-response+json answered as application/json.
-    "22EB",
-    # Under application/graphql-response+json a document that does not parse gets 200 and
-    # "data": null; wanted 400 (4xx/5xx at least) and no data entry.
-    "865D",
-    "556A",
-    "D586",
-    # The same for a document that does not validate (graphql-core already fails to parse the
-    # audit's field name, which starts with a digit).
-    "51FE",
-    "74FF",
-    "5E5B",
-    # Variable coercion failure (graphql-core reports the unused variable first): 400 wanted.
-    "86EE",
-]
+# Audit ids (graphql-http's) of MUST/SHOULD audits the server is known to fail, each with the
+# reason. Kept exact: a listed audit that passes fails the test. None today.
+KNOWN_FAILING: list[str] = []
 
 # graphql-http 1.23.1 has 61 server audits; fewer results means the run itself went wrong.
 MIN_AUDITS = 61

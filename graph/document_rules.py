@@ -1,0 +1,31 @@
+"""Rules every document must meet beyond GraphQL's own validation, checked wherever a document
+is validated (graph/schema.py for the resolvers, graph/compiled.py for the compiled path)."""
+
+from __future__ import annotations
+
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    GraphQLError,
+    OperationDefinitionNode,
+)
+
+from graph.errors import ErrorCode
+
+RULES: tuple[type[ASTValidationRule], ...] = ()
+
+
+def operation_choice_error(
+    document: DocumentNode, operation_name: str | None
+) -> GraphQLError | None:
+    """A document of several operations runs only the one it names (the GraphQL spec's
+    GetOperation: with no name, that is an error, not the first operation)."""
+    if operation_name is not None:
+        return None
+    operations = sum(isinstance(d, OperationDefinitionNode) for d in document.definitions)
+    if operations > 1:
+        return GraphQLError(
+            "The document has several operations: name the one to run in `operationName`.",
+            extensions={"code": ErrorCode.BAD_REQUEST.value},
+        )
+    return None
