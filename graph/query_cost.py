@@ -225,10 +225,12 @@ class CostPlan:
         return cls(_Planner(schema, document, chosen).plan())
 
     def cost(self, variables: Mapping[str, Any] | None = None) -> int:
+        """The cost for the request's variables as sent (not coerced yet: values of the
+        wrong type count as absent)."""
         expr = self.expr
         if isinstance(expr, int):
             return expr
-        return expr.cost(variables or {})
+        return expr.cost(variables if isinstance(variables, Mapping) else {})
 
 
 class CostPlans:

@@ -315,6 +315,23 @@ def address_key(address: str | None) -> str:
     return str(parsed)
 
 
+def client_address(request: object) -> str | None:
+    """The client's address of a Starlette request (or WebSocket), None when not known.
+    Behind a proxy this is the proxy's unless uvicorn is told to trust its headers
+    (`--forwarded-allow-ips`)."""
+    client = getattr(request, "client", None)
+    return client.host if client is not None else None
+
+
+def principal_key(user_id: int | None, api_key_id: int | None, address: str | None) -> str:
+    """The bucket of a request: its user's, its API key's, or, anonymous, its address's."""
+    if user_id is not None:
+        return f"user:{user_id}"
+    if api_key_id is not None:
+        return f"key:{api_key_id}"
+    return f"address:{address_key(address)}"
+
+
 class AuthLimits:
     def __init__(self, per_email: RateLimiter, per_address: RateLimiter) -> None:
         self.per_email = per_email
@@ -355,7 +372,9 @@ def auth_error(throttle: Throttle) -> ApiError:
 
 @dataclass(slots=True)
 class Limiters:
-    """The rate limits of one app: by query cost per principal, and for log-in and sign-up."""
+    """The rate limits of one app: by query cost per principal (`enabled`: the RATE_LIMITS
+    setting, for the caller to honour), and for log-in and sign-up (always on). `aclose` closes
+    the Redis client, if any, at the app's shutdown."""
 
     cost: RateLimiter
     auth: AuthLimits

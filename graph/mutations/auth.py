@@ -13,7 +13,7 @@ from graph.auth import issue_access_token
 from graph.context import Context, context_of
 from graph.ids import to_global_id
 from graph.mutations.common import UserError, user_errors
-from graph.rate_limits import AuthLimits, auth_error
+from graph.rate_limits import AuthLimits, auth_error, client_address
 from graph.types.user import User
 
 
@@ -87,15 +87,10 @@ def _limits(ctx: Context) -> AuthLimits:
     return limiters.auth
 
 
-def _client_address(ctx: Context) -> str | None:
-    client = getattr(ctx.request, "client", None)
-    return client.host if client is not None else None
-
-
 async def _limit_attempt(ctx: Context, email: str) -> None:
     """Refuse (RATE_LIMITED) a log-in or sign-up over the limits of its e-mail or address,
     before the password is looked at (graph/rate_limits.py)."""
-    throttle = await _limits(ctx).attempt(email, _client_address(ctx))
+    throttle = await _limits(ctx).attempt(email, client_address(ctx.request))
     if not throttle.allowed:
         raise auth_error(throttle)
 
@@ -123,7 +118,7 @@ class AuthMutations:
                 payload = await _session_for(ctx, session, user)
         except Rejected as rejected:
             return AuthPayload(user_errors=user_errors(rejected))
-        await _limits(ctx).logged_in(input.email, _client_address(ctx))
+        await _limits(ctx).logged_in(input.email, client_address(ctx.request))
         return payload
 
     @strawberry.mutation(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from graphql import build_schema as build_graphql_schema
 from graphql import get_introspection_query, parse, validate
 
 from graph.query_cost import CostPlan, CostPlans, check_cost, cost_extension, requested_cost
@@ -236,3 +237,28 @@ def test_the_response_extension() -> None:
         }
     }
     assert cost_extension(7, actual=3) == {"cost": {"requestedQueryCost": 7, "actualQueryCost": 3}}
+
+
+def test_types_without_descriptions_by_their_shape() -> None:
+    schema = build_graphql_schema("""
+      type Query { things(first: Int, last: Int): ThingConnection! either: Either item: Thing }
+      type ThingConnection { nodes: [Thing!]! pageInfo: Info! }
+      type Info { more: Boolean! }
+      type Thing { name: String! parts: [Part!]! }
+      type Part { thing: Thing }
+      union Either = Thing | Part
+    """)
+    cases = {
+        "{ things(first: 4) { nodes { name } pageInfo { more } } }": 2 + 4,
+        "{ things { nodes { parts { thing { name } } } } }": 2 + 50 * (1 + 2),
+        "{ item { parts { thing { parts { thing { name } } } } } }": 5,
+        "{ either { ... on Thing { name } ... on Part { thing { name } } } }": 2,
+    }
+    for query, cost in cases.items():
+        assert validate(schema, parse(query)) == [], query
+        assert requested_cost(schema, parse(query), None, None) == cost, query
+
+
+def test_variables_that_are_not_an_object_count_as_none() -> None:
+    plan = CostPlan.for_document(SCHEMA, parse(PAGE), None)
+    assert plan.cost(["n", 3]) == 52  # type: ignore[arg-type]

@@ -30,6 +30,7 @@ from graph.rate_limits import (
     Rule,
     address_key,
     email_key,
+    principal_key,
     throttled_error,
 )
 from graph.settings import Settings
@@ -114,6 +115,12 @@ def test_keys_for_log_in() -> None:
     assert address_key("::ffff:10.0.0.1") == "10.0.0.1"
     assert address_key("10.0.0.1") == "10.0.0.1"
     assert address_key(None) == "unknown"
+
+
+def test_principal_keys() -> None:
+    assert principal_key(7, None, "10.0.0.1") == "user:7"
+    assert principal_key(None, 3, "10.0.0.1") == "key:3"
+    assert principal_key(None, None, "2001:db8::1") == "address:2001:db8::/64"
 
 
 def test_throttled_error() -> None:
