@@ -11,7 +11,7 @@ Buckets live in the worker (`LocalBuckets`, the default) or, with `REDIS_URL`, i
 bucket atomically, on Redis's own clock, so concurrent requests of all workers never spend more
 than the bucket holds. A bucket is stored only while it is not full, and expires when it would
 be full again, so idle keys take no memory. In the worker, the dict of buckets is bounded: full
-buckets are dropped when it grows past `max_keys`, then the least recently created ones.
+buckets are dropped when it grows past `max_keys`, then the least recently used ones.
 
 When Redis cannot be reached (or answers an error), the limits fail open to the worker's own
 buckets rather than refusing every request or stalling on it: each worker then applies the limit
@@ -105,10 +105,8 @@ class LocalBuckets:
         rule, now = self.rule, self.clock()
         available = self._available(key, now)
         if cost > available:
-            return Throttle(
-                False, available, _retry_after(rule, cost, available), rule.maximum,
-                rule.restore_rate,
-            )  # fmt: skip
+            retry = _retry_after(rule, cost, available)
+            return Throttle(False, available, retry, rule.maximum, rule.restore_rate)
         self._store(key, available - cost, now)
         return Throttle(True, available - cost, 0.0, rule.maximum, rule.restore_rate)
 
@@ -119,8 +117,9 @@ class LocalBuckets:
         return available
 
     def _store(self, key: str, available: float, now: float) -> None:
+        # Taken out and put back, so that the dict's order is the order of last use.
+        self.levels.pop(key, None)
         if available >= self.rule.maximum:
-            self.levels.pop(key, None)
             return
         self.levels[key] = (available, now)
         if len(self.levels) > self.max_keys:
@@ -130,7 +129,7 @@ class LocalBuckets:
         full = [k for k in self.levels if self._available(k, now) >= self.rule.maximum]
         for k in full:
             del self.levels[k]
-        # Still too many active buckets: forget the oldest (they are forgiven, not refused).
+        # Still too many active buckets: forget the least recently used (they are forgiven).
         excess = len(self.levels) - self.max_keys * 9 // 10
         if excess > 0:
             for k in list(itertools.islice(self.levels, excess)):
