@@ -60,7 +60,7 @@ from db.errors import InvalidArgument
 from db.json_statement import NotCompiled, Pick
 from db.principals import VIEWER_PARAM, Principal, principal_params
 from db.read_types import TYPES
-from graph import document_rules
+from graph import document_rules, query_limits
 from graph.argument_conversion import arguments_converter, db_value
 from graph.ids import from_global_id
 from graph.types.query import MAX_NODES
@@ -68,8 +68,9 @@ from graph.types.query import MAX_NODES
 # Switched off by tests that compare the compiled path with the normal one.
 ENABLED = True
 MAX_DOCUMENTS = 1000
-# Longer documents are not compiled, so that the cache of documents stays small.
-MAX_QUERY_CHARS = 20_000
+# Longer documents are not compiled, so that the cache of documents stays small; by default
+# the size limit refuses them anyway (graph/query_limits.py).
+MAX_QUERY_CHARS = query_limits.DEFAULT_LIMITS.chars
 # Compiled statements kept (all operations), and the bytes of their SQL.
 MAX_KEPT = 4096
 MAX_KEPT_BYTES = 32 << 20

@@ -28,6 +28,7 @@ from strawberry.fastapi import BaseContext
 from db.errors import Unauthenticated
 from db.principals import ANONYMOUS, Principal, Viewer
 from graph.auth import authenticate, token_user
+from graph.rate_limits import Limiters
 
 if TYPE_CHECKING:
     from graph.loaders import Loaders
@@ -50,6 +51,13 @@ class Resources:
     open_session: Callable[[], AbstractAsyncContextManager[AsyncSession]]
     # A connection for one statement, without a session (graph/app.py).
     open_reader: Callable[[], AbstractAsyncContextManager[Run]]
+    # The rate limits (graph/rate_limits.py); built from the settings when not given, so
+    # that each app has buckets of its own.
+    limiters: Limiters | None = None
+
+    def __post_init__(self) -> None:
+        if self.limiters is None:
+            object.__setattr__(self, "limiters", Limiters.from_settings(self.settings))
 
 
 class Context(BaseContext):

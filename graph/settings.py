@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +60,28 @@ class Settings(BaseSettings):
         "browser (no JSON content type and no preflight header).",
     )
 
+    # Limits checked before an operation runs (graph/query_limits.py, graph/query_cost.py).
+    max_query_chars: int = Field(default=20_000, ge=100, le=1_000_000)
+    max_query_tokens: int = Field(default=5_000, ge=10, le=1_000_000)
+    # Responses nest two levels per field at most; orjson refuses more than 254.
+    max_query_depth: int = Field(default=12, ge=1, le=100)
+    max_query_aliases: int = Field(default=30, ge=0, le=10_000)
+    max_query_root_fields: int = Field(default=20, ge=1, le=10_000)
+    max_query_cost: int = Field(default=1_000, ge=1)
+
+    # Rate limits by query cost (graph/rate_limits.py): a bucket per principal.
+    rate_limits: bool = True
+    rate_limit_maximum: float = Field(default=2_000.0, gt=0)
+    rate_limit_restore_rate: float = Field(default=100.0, gt=0, description="Points per second.")
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis shared by every worker for the rate limits; unset: per worker.",
+    )
+    # Log-in and sign-up attempts, against password guessing (graph/rate_limits.py).
+    login_attempts_per_email: int = Field(default=10, ge=1)
+    login_attempts_per_address: int = Field(default=30, ge=1)
+    login_window_seconds: int = Field(default=900, ge=1)
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
@@ -82,6 +104,22 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [Path(part.strip()) for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _check_redis_url(cls, value: object) -> object:
+        if value in (None, ""):
+            return None
+        if not isinstance(value, str) or not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a Redis URL, e.g. redis://127.0.0.1:6379/0")
+        return value
+
+    @model_validator(mode="after")
+    def _cost_fits_bucket(self) -> Settings:
+        # A query costing more than the bucket holds could never run.
+        if self.max_query_cost > self.rate_limit_maximum:
+            raise ValueError("MAX_QUERY_COST must not exceed RATE_LIMIT_MAXIMUM")
+        return self
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from graph.auth import issue_access_token
 from graph.context import Context, context_of
 from graph.ids import to_global_id
 from graph.mutations.common import UserError, user_errors
+from graph.rate_limits import AuthLimits, auth_error, client_address
 from graph.types.user import User
 
 
@@ -80,11 +81,26 @@ async def _session_for(ctx: Context, session: Any, user: Any, family: Any = None
     )
 
 
+def _limits(ctx: Context) -> AuthLimits:
+    limiters = ctx.resources.limiters
+    assert limiters is not None
+    return limiters.auth
+
+
+async def _limit_attempt(ctx: Context, email: str) -> None:
+    """Refuse (RATE_LIMITED) a log-in or sign-up over the limits of its e-mail or address,
+    before the password is looked at (graph/rate_limits.py)."""
+    throttle = await _limits(ctx).attempt(email, client_address(ctx.request))
+    if not throttle.allowed:
+        raise auth_error(throttle)
+
+
 @strawberry.type
 class AuthMutations:
     @strawberry.mutation(description="Create an account and sign in.")
     async def sign_up(self, info: strawberry.Info, input: SignUpInput) -> AuthPayload:
         ctx = context_of(info)
+        await _limit_attempt(ctx, input.email)
         try:
             async with ctx.transaction() as session:
                 user = await accounts.sign_up(session, input.email, input.name, input.password)
@@ -95,12 +111,15 @@ class AuthMutations:
     @strawberry.mutation(description="Sign in with e-mail and password.")
     async def log_in(self, info: strawberry.Info, input: LogInInput) -> AuthPayload:
         ctx = context_of(info)
+        await _limit_attempt(ctx, input.email)
         try:
             async with ctx.transaction() as session:
                 user = await accounts.log_in(session, input.email, input.password)
-                return await _session_for(ctx, session, user)
+                payload = await _session_for(ctx, session, user)
         except Rejected as rejected:
             return AuthPayload(user_errors=user_errors(rejected))
+        await _limits(ctx).logged_in(input.email, client_address(ctx.request))
+        return payload
 
     @strawberry.mutation(
         description="Exchange a refresh token for a new access token and refresh token. "
