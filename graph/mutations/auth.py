@@ -7,7 +7,7 @@ from typing import Any
 
 import strawberry
 
-from db import accounts
+from db import accounts, passwords
 from db.problems import Rejected
 from graph.auth import issue_access_token
 from graph.context import Context, context_of
@@ -86,7 +86,8 @@ class AuthMutations:
     async def sign_up(self, info: strawberry.Info, input: SignUpInput) -> AuthPayload:
         ctx = context_of(info)
         try:
-            async with ctx.transaction() as session:
+            # The turn is taken before the session: no connection is held while waiting.
+            async with passwords.turn(), ctx.transaction() as session:
                 user = await accounts.sign_up(session, input.email, input.name, input.password)
                 return await _session_for(ctx, session, user)
         except Rejected as rejected:
@@ -96,7 +97,7 @@ class AuthMutations:
     async def log_in(self, info: strawberry.Info, input: LogInInput) -> AuthPayload:
         ctx = context_of(info)
         try:
-            async with ctx.transaction() as session:
+            async with passwords.turn(), ctx.transaction() as session:
                 user = await accounts.log_in(session, input.email, input.password)
                 return await _session_for(ctx, session, user)
         except Rejected as rejected:
