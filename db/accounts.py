@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import (
     any_,
     case,
@@ -22,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import validation
+from db import passwords, validation
 from db.descriptions import NodeType, Value, global_id, timestamp, value
 from db.models import Membership, RefreshToken, User
 from db.principals import PrincipalSQL
@@ -32,11 +30,6 @@ U = User.__table__
 M = Membership.__table__
 RT = RefreshToken.__table__
 
-_hasher = PasswordHasher()
-# Verified against when the e-mail is unknown, so that a wrong e-mail costs as much time as a
-# wrong password and log-in timing does not reveal which addresses have accounts.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
-
 EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 MIN_PASSWORD = 8
 # Argon2 is slow by design: an unbounded password would let one request burn CPU.
@@ -45,7 +38,8 @@ REFRESH_PREFIX = "tgr_"
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    """On the calling thread: for tools and data generators, not for requests."""
+    return passwords.hash_now(password)
 
 
 def normalise_email(email: str) -> str:
@@ -67,6 +61,7 @@ def check_name(name: str, *field: str) -> list[Problem]:
 
 
 async def sign_up(session: AsyncSession, email: str, name: str, password: str) -> Any:
+    """Hashes the password: run it within a `passwords.turn()`."""
     email = normalise_email(email)
     problems = check_email(email, "input", "email") + check_name(name, "input", "name")
     if len(password) < MIN_PASSWORD:
@@ -84,16 +79,15 @@ async def sign_up(session: AsyncSession, email: str, name: str, password: str) -
     problems += validation.storable(password, ("input", "password"), "Password")
     if problems:
         raise Rejected(problems)
-    stmt = (
-        insert(U)
-        .values(email=email, name=name.strip(), password_hash=hash_password(password))
-        .returning(U)
-    )
     taken = select(U.c.id).where(func.lower(U.c.email) == email.lower())
     if (await session.execute(taken)).first() is not None:
         raise reject(
             "An account with this e-mail already exists.", ProblemCode.TAKEN, "input", "email"
         )
+    password_hash = await passwords.hash_password(password)
+    stmt = (
+        insert(U).values(email=email, name=name.strip(), password_hash=password_hash).returning(U)
+    )
     # The unique index settles a concurrent sign-up with the same address.
     async with session.begin_nested():
         from sqlalchemy.exc import IntegrityError
@@ -107,6 +101,7 @@ async def sign_up(session: AsyncSession, email: str, name: str, password: str) -
 
 
 async def log_in(session: AsyncSession, email: str, password: str) -> Any:
+    """Verifies the password: run it within a `passwords.turn()`."""
     wrong = reject("Incorrect e-mail or password.", ProblemCode.INVALID)
     # A malformed address or password cannot belong to an account (and would fail in the
     # driver or the hasher): refused before any lookup.
@@ -121,16 +116,14 @@ async def log_in(session: AsyncSession, email: str, password: str) -> Any:
             select(U).where(func.lower(U.c.email) == normalise_email(email).lower())
         )
     ).first()
-    try:
-        _hasher.verify(row.password_hash if row else _DUMMY_HASH, password)
-    except (VerificationError, InvalidHashError):
-        raise wrong from None
-    if row is None:
+    matches, outdated = await passwords.verify_password(
+        row.password_hash if row else passwords.DUMMY_HASH, password
+    )
+    if row is None or not matches:
         raise wrong
-    if _hasher.check_needs_rehash(row.password_hash):
-        await session.execute(
-            update(U).where(U.c.id == row.id).values(password_hash=hash_password(password))
-        )
+    if outdated:
+        rehashed = await passwords.hash_password(password)
+        await session.execute(update(U).where(U.c.id == row.id).values(password_hash=rehashed))
     return row
 
 

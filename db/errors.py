@@ -16,4 +16,5 @@ class Forbidden(Exception):
 
 
 class Unauthenticated(Exception):
-    """Credentials were given but are expired, revoked or forged."""
+    """Credentials were given but are expired, revoked or forged, or none were given for
+    something that needs a principal."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import api_keys
 from db.models import ApiScope as DbScope
-from db.problems import Rejected
-from graph.context import context_of
-from graph.mutations.common import UserError, input_id, user_errors
+from db.principals import Principal
+from graph.mutations.common import UserError, input_id, perform
 from graph.types.api_key import ApiKey
 from graph.types.common import ApiScope
 
@@ -47,30 +49,30 @@ class ApiKeyMutations:
     async def create_api_key(
         self, info: strawberry.Info, input: CreateApiKeyInput
     ) -> CreateApiKeyPayload:
-        ctx = context_of(info)
-        try:
-            workspace_id = input_id(input.workspace_id, "Workspace", "input", "workspaceId")
-            async with ctx.transaction() as session:
-                created = await api_keys.create_api_key(
-                    session,
-                    ctx.principal,
-                    workspace_id,
-                    input.name,
-                    [DbScope(s.value) for s in input.scopes],
-                )
-        except Rejected as rejected:
-            return CreateApiKeyPayload(user_errors=user_errors(rejected))
+        async def work(session: AsyncSession, principal: Principal) -> api_keys.CreatedKey:
+            return await api_keys.create_api_key(
+                session,
+                principal,
+                input_id(input.workspace_id, "Workspace", "input", "workspaceId"),
+                input.name,
+                [DbScope(s.value) for s in input.scopes],
+            )
+
+        created, errors = await perform(info, work)
+        if created is None:
+            return CreateApiKeyPayload(user_errors=errors)
         return CreateApiKeyPayload(api_key=ApiKey.from_row(created.row), secret=created.secret)
 
     @strawberry.mutation(description="Revoke an API key; it stops working at once.")
     async def revoke_api_key(
         self, info: strawberry.Info, input: RevokeApiKeyInput
     ) -> ApiKeyPayload:
-        ctx = context_of(info)
-        try:
-            key_id = input_id(input.id, "ApiKey", "input", "id")
-            async with ctx.transaction() as session:
-                row = await api_keys.revoke_api_key(session, ctx.principal, key_id)
-        except Rejected as rejected:
-            return ApiKeyPayload(user_errors=user_errors(rejected))
+        async def work(session: AsyncSession, principal: Principal) -> Any:
+            return await api_keys.revoke_api_key(
+                session, principal, input_id(input.id, "ApiKey", "input", "id")
+            )
+
+        row, errors = await perform(info, work)
+        if row is None:
+            return ApiKeyPayload(user_errors=errors)
         return ApiKeyPayload(api_key=ApiKey.from_row(row))

@@ -7,7 +7,7 @@ from typing import Any
 
 import strawberry
 
-from db import accounts
+from db import accounts, passwords
 from db.problems import Rejected
 from graph.auth import issue_access_token
 from graph.context import Context, context_of
@@ -102,7 +102,8 @@ class AuthMutations:
         ctx = context_of(info)
         await _limit_attempt(ctx, input.email)
         try:
-            async with ctx.transaction() as session:
+            # The turn is taken before the session: no connection is held while waiting.
+            async with passwords.turn(), ctx.transaction() as session:
                 user = await accounts.sign_up(session, input.email, input.name, input.password)
                 return await _session_for(ctx, session, user)
         except Rejected as rejected:
@@ -113,7 +114,7 @@ class AuthMutations:
         ctx = context_of(info)
         await _limit_attempt(ctx, input.email)
         try:
-            async with ctx.transaction() as session:
+            async with passwords.turn(), ctx.transaction() as session:
                 user = await accounts.log_in(session, input.email, input.password)
                 payload = await _session_for(ctx, session, user)
         except Rejected as rejected:

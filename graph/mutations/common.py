@@ -9,6 +9,7 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.errors import InvalidArgument
+from db.permissions import require_principal
 from db.principals import Principal
 from db.problems import Problem, ProblemCode, Rejected
 from graph.context import context_of
@@ -59,9 +60,11 @@ async def perform(
     """Run one mutation field as one transaction.
 
     Returns the command's result, or the user errors it was refused with (nothing written).
-    Any other exception rolls the transaction back and reaches the client masked.
+    An anonymous caller gets UNAUTHENTICATED before anything is read. Any other exception rolls
+    the transaction back and reaches the client masked.
     """
     ctx = context_of(info)
+    require_principal(ctx.principal)
     try:
         async with ctx.transaction() as session:
             return await work(session, ctx.principal), []

@@ -319,3 +319,76 @@ def test_a_token_is_verified_against_the_key_it_is_checked_with() -> None:
     assert user_id_from_token(SECRET, token) == 42
     with pytest.raises(Unauthenticated):
         user_id_from_token(SECRET + "-rotated", token)
+
+
+# Mutations an anonymous caller may not run, with inputs naming objects that exist, objects
+# that do not, and malformed IDs: the answer is the same whatever exists.
+ANONYMOUS_MUTATIONS = [
+    ("createWorkspace", "CreateWorkspaceInput", lambda w: {"name": "N", "slug": "anon-ws"}),
+    ("updateWorkspace", "UpdateWorkspaceInput", lambda w: {"id": w["ws"], "name": "R"}),
+    (
+        "addMember",
+        "AddMemberInput",
+        lambda w: {"workspaceId": w["ws"], "email": "x@example.com", "role": "VIEWER"},
+    ),
+    (
+        "createProject",
+        "CreateProjectInput",
+        lambda w: {"workspaceId": w["ws"], "key": "AN", "name": "A"},
+    ),
+    ("createTask", "CreateTaskInput", lambda w: {"projectId": w["project"], "title": "T"}),
+    ("updateTask", "UpdateTaskInput", lambda w: {"id": w["missing_task"], "title": "T"}),
+    ("deleteTask", "DeleteTaskInput", lambda w: {"id": w["task"]}),
+    (
+        "createLabel",
+        "CreateLabelInput",
+        lambda w: {"workspaceId": w["ws"], "name": "l", "color": "#000000"},
+    ),
+    ("addComment", "AddCommentInput", lambda w: {"taskId": w["task"], "body": "hi"}),
+    ("deleteComment", "DeleteCommentInput", lambda w: {"id": "not-an-id"}),
+    (
+        "createApiKey",
+        "CreateApiKeyInput",
+        lambda w: {"workspaceId": w["missing_ws"], "name": "k", "scopes": ["READ"]},
+    ),
+    ("revokeApiKey", "RevokeApiKeyInput", lambda w: {"id": w["missing_key"]}),
+]
+
+
+async def test_anonymous_callers_of_mutations_are_unauthenticated(
+    api: Api, session: AsyncSession
+) -> None:
+    w = await factories.world(session)
+    await session.commit()
+    ids = {
+        "ws": to_global_id("Workspace", w.workspace.id),
+        "missing_ws": to_global_id("Workspace", 10**12),
+        "project": to_global_id("Project", w.project.id),
+        "task": to_global_id("Task", w.tasks[0].id),
+        "missing_task": to_global_id("Task", 10**12),
+        "missing_key": to_global_id("ApiKey", 10**12),
+    }
+    before = (await session.execute(text("SELECT count(*) FROM activities"))).scalar()
+    for field, input_type, variables in ANONYMOUS_MUTATIONS:
+        document = (
+            f"mutation($input: {input_type}!) {{ {field}(input: $input) "
+            "{ userErrors { code } } }"
+        )
+        body = await api(document, {"input": variables(ids)})
+        assert body["data"] is None, (field, body)
+        [error] = body["errors"]
+        assert error["extensions"]["code"] == "UNAUTHENTICATED", (field, body)
+        assert error["path"] == [field]
+    # Nothing was written, and the mutations anyone may run still work anonymously.
+    assert (await session.execute(text("SELECT count(*) FROM activities"))).scalar() == before
+    assert (await sign_up(api, "anon@example.com"))["userErrors"] == []
+    # A signed-in user without the right is still FORBIDDEN, not asked to sign in.
+    viewer = (
+        await api.data(
+            "mutation($input: CreateTaskInput!) { createTask(input: $input) "
+            "{ userErrors { code } } }",
+            {"input": {"projectId": ids["project"], "title": "T"}},
+            token=token_for(w.users["viewer"].id),
+        )
+    )["createTask"]
+    assert [e["code"] for e in viewer["userErrors"]] == ["FORBIDDEN"]

@@ -1,6 +1,7 @@
 """Every mutation for every kind of principal: allowed or refused, exactly as DESIGN.md's
-roles say. Refusals are user errors: NOT_FOUND for those outside the workspace (nobody
-outside learns that it exists), FORBIDDEN for those inside without the right."""
+roles say. An anonymous caller gets the error UNAUTHENTICATED. Other refusals are user errors:
+NOT_FOUND for those outside the workspace (nobody outside learns that it exists), FORBIDDEN for
+those inside without the right."""
 
 from __future__ import annotations
 
@@ -265,6 +266,12 @@ async def test_role_matrix(api: Api, session: AsyncSession, mutation: Case, prin
     await session.commit()
     scene = Scene(w, target, comments, principal)
 
+    if principal == "ANONYMOUS":
+        body = await api(mutation.document, {"input": mutation.variables(scene)})
+        assert body["data"] is None
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["UNAUTHENTICATED"], body
+        assert body["errors"][0]["path"] == [mutation.field]
+        return
     body = await api.data(mutation.document, {"input": mutation.variables(scene)}, token=token)
     payload = body[mutation.field]
     if principal in mutation.allowed:

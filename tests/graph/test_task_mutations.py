@@ -145,7 +145,6 @@ async def test_create_task_returns_the_task_through_the_read_types(ctx: Ctx) -> 
         ("viewer", "FORBIDDEN"),
         ("read key", "FORBIDDEN"),
         ("outsider", "NOT_FOUND"),
-        ("anonymous", "NOT_FOUND"),
     ],
 )
 async def test_create_task_roles(ctx: Ctx, who: str, code: str | None) -> None:
