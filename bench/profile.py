@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from bench import ops
-from bench.run import SECRET, prepare
+from bench.run import LIMITS, SECRET, prepare
 
 ROUNDS = 7
 
@@ -73,6 +73,7 @@ async def profile(
     fixtures = await prepare(url, scale)
     os.environ["DATABASE_URL"] = url
     os.environ["SECRET_KEY"] = SECRET
+    os.environ.update(LIMITS)
     from graph.app import app_from_env, tune_garbage_collector
 
     app = app_from_env()

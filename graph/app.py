@@ -93,11 +93,20 @@ def create_app(
         async with turn(), prepared.connection(engine) as pooled:
             yield pooled.value
 
+    resources = Resources(
+        settings=settings,
+        secret_key=secret_key,
+        open_session=open_session,
+        open_reader=open_reader,
+    )
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         tune_garbage_collector()
         yield
         await engine.dispose()
+        if resources.limiters is not None:
+            await resources.limiters.aclose()
 
     app = FastAPI(
         title="Taskgraph",
@@ -119,12 +128,7 @@ def create_app(
     router = GraphQLView(
         schema,
         "/graphql",
-        resources=Resources(
-            settings=settings,
-            secret_key=secret_key,
-            open_session=open_session,
-            open_reader=open_reader,
-        ),
+        resources=resources,
         graphql_ide="graphiql" if settings.graphiql else None,
         # Queries over GET would let a cross-site <img> run them with the browser's cookies;
         # only POST runs operations.

@@ -273,7 +273,12 @@ def requested_cost(
 def check_cost(cost: int, maximum: int) -> GraphQLError | None:
     if cost > maximum:
         return too_complex(
-            f"Query cost {cost} exceeds the limit of {maximum}.", "cost", maximum, cost=cost
+            f"Query cost {cost} exceeds the limit of {maximum}. Ask for smaller pages: a "
+            f"connection costs its page size (`first` or `last`, {DEFAULT_PAGE_SIZE} when "
+            "neither is given) times what each of its nodes selects.",
+            "cost",
+            maximum,
+            cost=cost,
         )
     return None
 

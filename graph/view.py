@@ -24,6 +24,7 @@ per request in profiles (bench/README.md, step 20).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -46,6 +47,7 @@ from strawberry.types.graphql import OperationType
 from db import prepared
 from db.principals import Principal
 from graph import compiled
+from graph.admission import Admission
 from graph.context import Context, Resources, Run
 from graph.errors import classify_all
 from graph.http_protocol import (
@@ -61,6 +63,8 @@ from graph.http_protocol import (
     request_error_status,
 )
 from graph.persisted_documents import Documents
+from graph.query_limits import Limits
+from graph.rate_limits import client_address, principal_key
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +107,27 @@ async def _body(request: Request, headers: Mapping[str, str]) -> bytes:
             raise _too_large()
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _bucket(context: Context) -> str:
+    """The rate-limit bucket of a request: its user's (known from the access token without a
+    statement), its API key's (the key is looked up, as any operation would), or, anonymous
+    or with bad credentials, its address's."""
+    user = context.token_user()
+    if user is None and context.authorization:
+        try:
+            await context.authenticate()
+        except Exception:
+            # No session to be had: the operation reports it.
+            log.debug("no principal for the rate limit", exc_info=True)
+        else:
+            principal = context.principal
+            user = principal.user_id if principal.api_key_id is None else None
+            if principal.api_key_id is not None:
+                return principal_key(None, principal.api_key_id, None)
+    if user is not None:
+        return principal_key(user, None, None)
+    return principal_key(None, None, client_address(context.request))
 
 
 def _wants_graphiql(request: Request) -> bool:
@@ -166,6 +191,12 @@ class GraphQLView(GraphQLRouter[Context, None]):
         self.graphql_path = path
         settings = resources.settings
         self.csrf_prevention = settings.csrf_prevention
+        self.admission = Admission(
+            schema._schema,
+            Limits.from_settings(settings),
+            settings.max_query_cost,
+            resources.limiters,  # type: ignore[arg-type]
+        )
         self.documents = Documents.from_files(
             settings.trusted_documents, trusted_only=settings.trusted_documents_only
         )
@@ -240,6 +271,16 @@ class GraphQLView(GraphQLRouter[Context, None]):
     ) -> Response:
         query = params.query
         assert query is not None
+        checked = self.admission.check(query, params.operation_name)
+        admitted = await self.admission.admit(
+            checked, params.variables, await _bucket(context) if checked.plan else ""
+        )
+        extensions = admitted.extensions
+        if admitted.error is not None:
+            return self._result(
+                ExecutionResult(data=None, errors=[admitted.error], extensions=extensions),
+                media_type,
+            )
         operation = self.compiler.lookup(query, params.operation_name)
         if operation is not None:
             try:
@@ -250,11 +291,16 @@ class GraphQLView(GraphQLRouter[Context, None]):
                 # to wait as long again on the normal path.
                 error = GraphQLError(str(exc), original_error=exc)
                 return self._result(
-                    ExecutionResult(data=None, errors=classify_all([error], debug=self.debug)),
+                    ExecutionResult(
+                        data=None,
+                        errors=classify_all([error], debug=self.debug),
+                        extensions=extensions,
+                    ),
                     media_type,
                 )
             if data is not None:
-                return Answer(b'{"data":' + data + b"}", 200, media_type)
+                tail = b',"extensions":' + orjson.dumps(extensions) + b"}" if extensions else b"}"
+                return Answer(b'{"data":' + data + tail, 200, media_type)
         try:
             result = await self.schema.execute(
                 query,
@@ -276,6 +322,8 @@ class GraphQLView(GraphQLRouter[Context, None]):
             raise RequestError(
                 400, "No GraphQL document: send it as the `query` parameter."
             ) from None
+        if extensions:
+            result.extensions = {**(result.extensions or {}), **extensions}
         return self._result(result, media_type)
 
     def _result(self, result: ExecutionResult, media_type: str) -> Answer:
@@ -293,7 +341,11 @@ class GraphQLView(GraphQLRouter[Context, None]):
             body["errors"] = [error.formatted for error in errors]
         if result.extensions:
             body["extensions"] = result.extensions
-        return Answer(orjson.dumps(body), status, media_type)
+        headers = None
+        if status == 429:
+            retry = (errors[0].extensions or {}).get("retryAfter", 1) if errors else 1
+            headers = {"Retry-After": str(max(1, math.ceil(retry)))}
+        return Answer(orjson.dumps(body), status, media_type, headers)
 
     async def _compiled(
         self, context: Context, operation: compiled.Operation, variables: dict[str, Any] | None
