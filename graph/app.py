@@ -116,20 +116,26 @@ def create_app(
         redoc_url=None,
         openapi_url=None,
     )
-    schema = build_schema(debug=settings.debug)
+    schema = build_schema(debug=settings.debug, introspection=settings.introspection_enabled)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["authorization", "content-type"],
+            allow_headers=[
+                "authorization",
+                "content-type",
+                "apollo-require-preflight",
+                "x-apollo-operation-name",
+            ],
+            expose_headers=["retry-after"],
             max_age=600,
         )
     router = GraphQLView(
         schema,
         "/graphql",
         resources=resources,
-        graphql_ide="graphiql" if settings.graphiql else None,
+        graphql_ide="graphiql" if settings.graphiql_enabled else None,
         # Queries over GET would let a cross-site <img> run them with the browser's cookies;
         # only POST runs operations.
         allow_queries_via_get=False,

@@ -145,7 +145,12 @@ def serve(
     # Workers are separate processes: they read the resolved settings from the environment.
     os.environ["DATABASE_URL"] = url
     os.environ["SECRET_KEY"] = secret_key
-    out.print(f"GraphQL API on http://{host}:{port}/graphql (GraphiQL: open it in a browser)")
+    # Decided here, where the database's origin is known: given DATABASE_URL, the workers
+    # would take the embedded database for production's.
+    os.environ["GRAPHIQL"] = str(settings.graphiql_enabled).lower()
+    os.environ["INTROSPECTION"] = str(settings.introspection_enabled).lower()
+    graphiql = " (GraphiQL: open it in a browser)" if settings.graphiql_enabled else ""
+    out.print(f"GraphQL API on http://{host}:{port}/graphql{graphiql}")
     uvicorn.run(
         "graph.app:app_from_env",
         factory=True,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import ASTValidationRule, GraphQLError, NoSchemaIntrospectionCustomRule
 from strawberry.extensions import ParserCache, SchemaExtension
 from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionResult
@@ -77,14 +78,20 @@ class ValidationByText(SchemaExtension):
     The parser cache already maps one text to one document, so the text is the key here.
     """
 
-    def __init__(self, cache: OrderedDict[tuple[Any, ...], Any], maxsize: int) -> None:
+    def __init__(
+        self,
+        cache: OrderedDict[tuple[Any, ...], Any],
+        maxsize: int,
+        extra_rules: tuple[type[ASTValidationRule], ...] = (),
+    ) -> None:
         super().__init__()
         self.cache = cache
         self.maxsize = maxsize
+        self.extra_rules = (*document_rules.RULES, *extra_rules)
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
-        rules = (*context.validation_rules, *document_rules.RULES)
+        rules = (*context.validation_rules, *self.extra_rules)
         # The name the request gave: Strawberry's `operation_name` falls back to the first
         # operation's, which would run one of several operations that nobody named.
         name = context._provided_operation_name
@@ -109,9 +116,12 @@ class TaskgraphSchema(strawberry.Schema):
     final result so that parse errors, which Strawberry reports outside the extension hooks,
     are covered too."""
 
-    def __init__(self, *args: Any, debug: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, debug: bool = False, suggestions: bool = True, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.debug = debug
+        self.suggestions = suggestions
 
     async def execute(
         self,
@@ -140,6 +150,8 @@ class TaskgraphSchema(strawberry.Schema):
             result = _failed(unavailable)
         if result.errors:
             result.errors = classify_all(result.errors, debug=self.debug)
+            if not self.suggestions:
+                result.errors = [_without_suggestions(error) for error in result.errors]
         return result
 
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
@@ -147,8 +159,30 @@ class TaskgraphSchema(strawberry.Schema):
         client caused are not server problems and are not logged."""
 
 
-def build_schema(*, debug: bool = False) -> strawberry.Schema:
+_SUGGESTION = re.compile(r" ?Did you mean [^?]*\?")
+
+
+def _without_suggestions(error: GraphQLError) -> GraphQLError:
+    """The error without graphql-core's "Did you mean ...?": with introspection off, the names
+    it suggests would tell a client the schema piece by piece."""
+    message = _SUGGESTION.sub("", error.message)
+    if message == error.message:
+        return error
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions=error.extensions,
+    )
+
+
+def build_schema(*, debug: bool = False, introspection: bool = True) -> strawberry.Schema:
+    """The schema; without `introspection`, `__schema` and `__type` are refused by validation
+    and errors suggest no names (`__typename` stays: clients need it)."""
     validated: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+    extra_rules = () if introspection else (NoSchemaIntrospectionCustomRule,)
     return TaskgraphSchema(
         query=Query,
         mutation=Mutation,
@@ -156,9 +190,10 @@ def build_schema(*, debug: bool = False) -> strawberry.Schema:
             Authentication,
             # Both caches are shared by every request of the process.
             lambda: ParserCache(maxsize=1000),
-            lambda: ValidationByText(validated, maxsize=1000),
+            lambda: ValidationByText(validated, maxsize=1000, extra_rules=extra_rules),
         ],
         debug=debug,
+        suggestions=introspection,
     )
 
 

@@ -44,7 +44,16 @@ class Settings(BaseSettings):
     access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
     refresh_token_days: int = Field(default=30, ge=1, le=365)
     debug: bool = False
-    graphiql: bool = True
+    graphiql: bool | None = Field(
+        default=None,
+        description="Serve GraphiQL. Unset: on for the embedded database or DEBUG, off with "
+        "DATABASE_URL (production).",
+    )
+    introspection: bool | None = Field(
+        default=None,
+        description="Answer introspection queries (and suggest names in errors). Unset: as "
+        "GRAPHIQL.",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     trusted_documents: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
@@ -131,6 +140,16 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return self.database_url is None
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        # The zero set-up default is for developers; a server given its own database is
+        # taken to be in production unless DEBUG says otherwise.
+        return self.graphiql if self.graphiql is not None else self.embedded or self.debug
+
+    @property
+    def introspection_enabled(self) -> bool:
+        return self.introspection if self.introspection is not None else self.graphiql_enabled
 
 
 class SettingsError(Exception):

@@ -25,6 +25,8 @@ def settings() -> Settings:
     return Settings(
         database_url="postgresql+asyncpg://unused/test",
         secret_key=SECRET,
+        # As in development; tests/graph/test_production_defaults.py has production's.
+        graphiql=True,
         max_query_cost=1_000_000_000,
         max_query_aliases=10_000,
         max_query_root_fields=10_000,
