@@ -67,6 +67,23 @@ async def _call(app: Any, request: ops.Request) -> None:
         raise SystemExit(f"request failed with {status}")
 
 
+def _admit_everything() -> None:
+    """For measuring what the limits, the cost and the buckets add (bench/README.md): every
+    document passes unchecked, uncosted and uncharged."""
+    from graph.admission import Admission, Admitted, Checked
+
+    unchecked = Checked(None, None)
+
+    def check(self: Admission, query: str, operation_name: str | None) -> Checked:
+        return unchecked
+
+    async def admit(self: Admission, checked: Checked, variables: Any, bucket: str) -> Admitted:
+        return Admitted(None, {})
+
+    Admission.check = check  # type: ignore[method-assign]
+    Admission.admit = admit  # type: ignore[method-assign]
+
+
 async def profile(
     url: str, scale: float, names: tuple[str, ...], requests: int, use_cprofile: bool
 ) -> None:
@@ -76,6 +93,8 @@ async def profile(
     os.environ.update(LIMITS)
     from graph.app import app_from_env, tune_garbage_collector
 
+    if os.environ.get("BENCH_PROFILE_ADMISSION") == "off":
+        _admit_everything()
     app = app_from_env()
     tune_garbage_collector()  # as the server does at start-up
     built = ops.build(fixtures, names)
