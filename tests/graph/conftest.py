@@ -113,3 +113,7 @@ async def api(
 ) -> AsyncIterator[Api]:
     async for value in _api(settings, engine, connection):
         yield value
+
+
+# A real server process, for tests of real connections (tests/graph/live_server.py).
+from tests.graph.live_server import live_server  # noqa: E402, F401

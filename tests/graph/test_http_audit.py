@@ -14,20 +14,15 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.graph.conftest import SECRET
+from tests.graph.live_server import Server
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("http_audit.mjs")
@@ -128,76 +123,6 @@ def graphql_http() -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return CACHE
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    url: str
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
-
-def _start(database_url: str, folder: Path) -> tuple[subprocess.Popen[bytes], Server]:
-    port = _free_port()
-    log = folder / "server.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": SECRET,
-        # The defaults, stated: the audits' GET requests meet GraphiQL's route.
-        "GRAPHIQL": "true",
-        "DEBUG": "false",
-        "CORS_ORIGINS": "",
-    }
-    command = [sys.executable, "-m", "graph.cli", "serve", "--host", "127.0.0.1"]
-    command += ["--port", str(port)]
-    with log.open("wb") as out:
-        # The temporary folder as working directory: a developer's .env plays no part.
-        server = subprocess.Popen(command, cwd=folder, env=env, stdout=out, stderr=out)
-    handle = Server(url=f"http://127.0.0.1:{port}/graphql", log=log)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"the server exited ({server.returncode}):\n{handle.output()}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    return server, handle
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the server did not start within 60 s:\n{handle.output()}")
-            time.sleep(0.1)
-    except BaseException:
-        _stop(server)
-        raise
-
-
-def _stop(server: subprocess.Popen[bytes]) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait(timeout=10)
-
-
-@pytest.fixture
-async def live_server(committed_db: str, tmp_path: Path) -> AsyncIterator[Server]:
-    """`taskgraph serve` as a process of its own, stopped (and waited for) afterwards."""
-    process, server = await asyncio.to_thread(_start, committed_db, tmp_path)
-    try:
-        yield server
-    finally:
-        await asyncio.to_thread(_stop, process)
 
 
 def _audit(folder: Path, url: str, server: Server) -> list[Audit]:

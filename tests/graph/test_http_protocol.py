@@ -6,13 +6,17 @@ left broken."""
 
 from __future__ import annotations
 
+import asyncio
+import http.client
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import orjson
 import pytest
 
 from tests.graph.conftest import Api, without_cost
+from tests.graph.live_server import Server
 
 JSON = "application/json"
 GQL = "application/graphql-response+json"
@@ -285,6 +289,43 @@ async def test_each_request_gets_its_status_and_code(api: Api, row: Row) -> None
     after = await api.client.post("/graphql", json={"query": "{ __typename }"})
     assert after.status_code == 200
     assert without_cost(after.json()) == {"data": {"__typename": "Query"}}
+
+
+def _over_one_connection(url: str) -> list[str]:
+    """Every row on one keep-alive connection to a real server, each followed by a good
+    request: what went wrong, if anything."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    problems = []
+    socket = None
+    try:
+        for row in ROWS:
+            target = parts.path + ("?" + urlencode(row.params) if row.params else "")
+            connection.request(row.method, target, body=row.body, headers=row.headers)
+            response = connection.getresponse()
+            body = response.read()
+            if response.status != row.status:
+                problems.append(f"{row.name}: {response.status} {body[:200]!r}")
+            connection.request(
+                "POST", parts.path, body=b'{"query": "{ __typename }"}', headers=JSON_BODY
+            )
+            after = connection.getresponse()
+            answer = orjson.loads(after.read())
+            if after.status != 200 or answer.get("data") != {"__typename": "Query"}:
+                problems.append(f"after {row.name}: {after.status}")
+            if socket is None:
+                socket = connection.sock
+            elif connection.sock is not socket:
+                problems.append(f"after {row.name}: the server closed the connection")
+                socket = connection.sock
+    finally:
+        connection.close()
+    return problems
+
+
+async def test_the_table_over_one_live_connection(live_server: Server) -> None:
+    # Through uvicorn's HTTP parsing too, and no row costs the client its connection.
+    assert await asyncio.to_thread(_over_one_connection, live_server.url) == []
 
 
 def test_the_table_covers_every_kind_of_malformed_request() -> None:
