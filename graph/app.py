@@ -141,6 +141,7 @@ def create_app(
         allow_queries_via_get=False,
     )
     router.mount(app)
+    app.state.graphql_view = router
     app.state.engine = engine
 
     @app.get("/healthz", include_in_schema=False)

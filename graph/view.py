@@ -345,7 +345,15 @@ class GraphQLView(GraphQLRouter[Context, None]):
         if status == 429:
             retry = (errors[0].extensions or {}).get("retryAfter", 1) if errors else 1
             headers = {"Retry-After": str(max(1, math.ceil(retry)))}
-        return Answer(orjson.dumps(body), status, media_type, headers)
+        try:
+            encoded = orjson.dumps(body)
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            # The depth limit keeps answers far below the encoder's (254 levels; a field adds
+            # at most two: its object and its list): were one to meet it, it is a fault.
+            error = GraphQLError(str(exc), original_error=exc)
+            masked = classify_all([error], debug=self.debug)[0].formatted
+            return Answer(orjson.dumps({"errors": [masked]}), 500, media_type)
+        return Answer(encoded, status, media_type, headers)
 
     async def _compiled(
         self, context: Context, operation: compiled.Operation, variables: dict[str, Any] | None

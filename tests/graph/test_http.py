@@ -6,12 +6,15 @@ import asyncio
 import gc
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from strawberry.types import ExecutionResult
 
 from db.engine import PoolSettings, make_engine, make_session_factory
 from graph import compiled
@@ -352,3 +355,20 @@ async def test_a_session_is_opened_only_when_needed_and_closed_after_the_answer(
             assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     finally:
         await engine.dispose()
+
+
+def test_an_answer_the_encoder_refuses_is_a_masked_error(settings: Settings) -> None:
+    view = create_app(settings).state.graphql_view
+    deep: dict[str, Any] = {}
+    level = deep
+    for _ in range(300):
+        level["a"] = {}
+        level = level["a"]
+    answer = view._result(ExecutionResult(data=deep, errors=None), "application/json")
+    assert answer.status_code == 500
+    [error] = orjson.loads(answer.body)["errors"]
+    assert error["message"] == "Internal server error"
+    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    # The limits keep real answers well away from it: 2 JSON levels per field at most.
+    depth = Settings.model_fields["max_query_depth"].metadata
+    assert 2 * next(m.le for m in depth if hasattr(m, "le")) + 1 < 254
