@@ -20,6 +20,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -63,8 +64,6 @@ class Resources:
 class Context(BaseContext):
     def __init__(self, resources: Resources, authorization: str | None) -> None:
         super().__init__()
-        from graph.loaders import Loaders
-
         self.resources = resources
         self.settings = resources.settings
         self.authorization = authorization
@@ -81,7 +80,13 @@ class Context(BaseContext):
         self._closing = False
         # Set when the request carried bad credentials; the schema refuses the operation.
         self.auth_error: Exception | None = None
-        self.loaders: Loaders = Loaders(self)
+
+    @cached_property
+    def loaders(self) -> Loaders:
+        # Built on first use: a compiled query needs none.
+        from graph.loaders import Loaders
+
+        return Loaders(self)
 
     @property
     def principal(self) -> Principal:
