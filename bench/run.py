@@ -38,6 +38,7 @@ LIMITS = {
     "RATE_LIMIT_MAXIMUM": "1e15",
     "RATE_LIMIT_RESTORE_RATE": "1e15",
 }
+_LIMIT_SETTINGS: dict[str, Any] = {name.lower(): value for name, value in LIMITS.items()}
 TARGETS = {
     "taskgraph": "graph.app:app_from_env",
     "floor": "bench.floor:create_app",
@@ -170,7 +171,7 @@ async def board_cursors(
     from graph.app import create_app
     from graph.settings import load_settings
 
-    app = create_app(load_settings(secret_key=SECRET), engine=engine)
+    app = create_app(load_settings(secret_key=SECRET, **_LIMIT_SETTINGS), engine=engine)
     found: list[tuple[str, str]] = []
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
@@ -233,7 +234,7 @@ async def in_process(target: str, url: str) -> AsyncIterator[Call]:
         from graph.settings import load_settings
 
         engine = make_engine(url)
-        app = create_app(load_settings(), engine=engine)
+        app = create_app(load_settings(**_LIMIT_SETTINGS), engine=engine)
     seen: list[str] = []
 
     def record(*args: Any) -> None:
