@@ -111,21 +111,22 @@ async def revoke_api_key(session: AsyncSession, principal: Principal, key_id: in
     ).one()
 
 
-async def authenticate(session: AsyncSession, secret: str) -> Principal:
-    """The principal of an API key, or Unauthenticated.
+def _by_prefix() -> Any:
+    return select(K).where(K.c.prefix == bindparam("prefix"))
 
-    Records `last_used_at` at most once a minute (committed at once, before the operation
-    runs), so that a busy integration does not write on every request.
-    """
-    prefix = _split(secret)
-    if prefix is None:
-        raise Unauthenticated("Malformed API key.")
-    found = await prepared.rows(
-        session,
-        "api_key_by_prefix",
-        lambda: select(K).where(K.c.prefix == bindparam("prefix")),
-        prefix=prefix,
+
+def _touch() -> Any:
+    return (
+        update(K)
+        .where(
+            K.c.id == bindparam("key_id"),
+            or_(K.c.last_used_at.is_(None), K.c.last_used_at < bindparam("cutoff")),
+        )
+        .values(last_used_at=bindparam("used_at"))
     )
+
+
+def _checked(found: Sequence[Any], secret: str) -> Any:
     row = found[0] if found else None
     if (
         row is None
@@ -133,23 +134,62 @@ async def authenticate(session: AsyncSession, secret: str) -> Principal:
         or row.revoked_at is not None
     ):
         raise Unauthenticated("Invalid or revoked API key.")
-    now = datetime.now(UTC)
-    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
-        await session.execute(
-            update(K)
-            .where(
-                K.c.id == row.id,
-                or_(K.c.last_used_at.is_(None), K.c.last_used_at < now - LAST_USED_RESOLUTION),
-            )
-            .values(last_used_at=now)
-        )
-        await session.commit()
+    return row
+
+
+def _principal(row: Any) -> Principal:
     return Principal(
         api_key_id=row.id,
         api_key_workspace_id=row.workspace_id,
         api_key_creator_id=row.created_by_id,
         scopes=frozenset(ApiScope(s) for s in row.scopes),
     )
+
+
+def _prefix(secret: str) -> str:
+    prefix = _split(secret)
+    if prefix is None:
+        raise Unauthenticated("Malformed API key.")
+    return prefix
+
+
+def _stale(row: Any, now: datetime) -> bool:
+    return row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION
+
+
+async def authenticate(session: AsyncSession, secret: str) -> Principal:
+    """The principal of an API key, or Unauthenticated.
+
+    Records `last_used_at` at most once a minute (committed at once, before the operation
+    runs), so that a busy integration does not write on every request.
+    """
+    found = await prepared.rows(session, "api_key_by_prefix", _by_prefix, prefix=_prefix(secret))
+    row = _checked(found, secret)
+    now = datetime.now(UTC)
+    if _stale(row, now):
+        await session.execute(
+            _touch(), {"key_id": row.id, "cutoff": now - LAST_USED_RESOLUTION, "used_at": now}
+        )
+        await session.commit()
+    return _principal(row)
+
+
+async def authenticate_pooled(pooled: prepared.Pooled, secret: str) -> Principal:
+    """`authenticate` on a pooled connection without a session (a compiled query by an API
+    key needs none): the same statements, the `last_used_at` write committing by itself."""
+    found = await pooled.rows(
+        prepared.shape("api_key_by_prefix", _by_prefix), prefix=_prefix(secret)
+    )
+    row = _checked(found, secret)
+    now = datetime.now(UTC)
+    if _stale(row, now):
+        await pooled.rows(
+            prepared.shape("api_key_touch", _touch),
+            key_id=row.id,
+            cutoff=now - LAST_USED_RESOLUTION,
+            used_at=now,
+        )
+    return _principal(row)
 
 
 # ---------------------------------------------------------------- read description

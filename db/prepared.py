@@ -182,16 +182,32 @@ class Pooled:
 
     async def value(self, sql: str, args: Sequence[Any]) -> Any:
         """`value`, on this connection."""
+        self._announce(sql, args)
+        try:
+            return await self.driver.fetchval(sql, *args)
+        except Exception as error:
+            self._failed(error)
+            raise
+
+    async def rows(self, compiled: Shape, **params: Any) -> list[Row]:
+        """`fetch`, on this connection. Outside a transaction, a write commits at once."""
+        args = arguments(compiled, params)
+        self._announce(compiled.sql, args)
+        try:
+            return await self.driver.fetch(compiled.sql, *args, record_class=Row)  # type: ignore[no-any-return]
+        except Exception as error:
+            self._failed(error)
+            raise
+
+    def _announce(self, sql: str, args: Sequence[Any]) -> None:
         sync_engine = self.engine.sync_engine
         if sync_engine._has_events:
             # Statement listeners (counting, logging) see it; there is no Connection to pass.
             sync_engine.dispatch.before_cursor_execute(None, None, sql, tuple(args), None, False)
-        try:
-            return await self.driver.fetchval(sql, *args)
-        except Exception as error:
-            if ends_connection(error, self.driver):
-                self.broken = True
-            raise
+
+    def _failed(self, error: Exception) -> None:
+        if ends_connection(error, self.driver):
+            self.broken = True
 
 
 @asynccontextmanager

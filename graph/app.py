@@ -93,11 +93,19 @@ def create_app(
         async with turn(), prepared.connection(engine) as pooled:
             yield pooled.value
 
+    @asynccontextmanager
+    async def open_pooled() -> AsyncIterator[prepared.Pooled]:
+        """A pooled connection without a session, for an API key's authentication."""
+        async with turn(), prepared.connection(engine) as pooled:
+            yield pooled
+
     resources = Resources(
         settings=settings,
         secret_key=secret_key,
         open_session=open_session,
         open_reader=open_reader,
+        # Tests' sessions share one connection and its transaction: everything goes there.
+        open_pooled=open_pooled if session_factory is None else None,
     )
 
     @asynccontextmanager

@@ -78,6 +78,17 @@ def token_user(authorization: str | None, *, secret_key: str) -> int | None:
         return None
 
 
+def api_key_of(authorization: str | None) -> str | None:
+    """The API key of a request that presents one (whether it is good is the database's to
+    say); None for every other request."""
+    if not authorization:
+        return None
+    scheme, token = _credentials(authorization)
+    if scheme != "bearer" or not api_keys.looks_like_api_key(token):
+        return None
+    return token
+
+
 async def authenticate(
     authorization: str | None, *, secret_key: str, session: AsyncSession
 ) -> tuple[Principal, Viewer | None]:

@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.fastapi import BaseContext
 
+from db import api_keys, prepared
 from db.errors import Unauthenticated
 from db.principals import ANONYMOUS, Principal, Viewer
-from graph.auth import authenticate, token_user
+from graph.auth import api_key_of, authenticate, token_user
 from graph.rate_limits import Limiters
 
 if TYPE_CHECKING:
@@ -52,6 +53,8 @@ class Resources:
     open_session: Callable[[], AbstractAsyncContextManager[AsyncSession]]
     # A connection for one statement, without a session (graph/app.py).
     open_reader: Callable[[], AbstractAsyncContextManager[Run]]
+    # A pooled connection without a session (graph/app.py); None: everything on sessions.
+    open_pooled: Callable[[], AbstractAsyncContextManager[prepared.Pooled]] | None = None
     # The rate limits (graph/rate_limits.py); built from the settings when not given, so
     # that each app has buckets of its own.
     limiters: Limiters | None = None
@@ -112,6 +115,16 @@ class Context(BaseContext):
             self._principal = ANONYMOUS
             return
         authorization, secret_key = self.authorization, self.resources.secret_key
+        key = api_key_of(authorization)
+        if key is not None and self._session is None and self.resources.open_pooled is not None:
+            # A session costs several times a pooled connection, and a compiled query by the
+            # key needs none (graph/view.py).
+            try:
+                async with self.resources.open_pooled() as pooled:
+                    self._principal = await api_keys.authenticate_pooled(pooled, key)
+            except Unauthenticated as exc:
+                self._principal, self.auth_error = ANONYMOUS, exc
+            return
 
         async def authenticated(session: AsyncSession) -> tuple[Principal, Viewer | None]:
             return await authenticate(authorization, secret_key=secret_key, session=session)

@@ -16,7 +16,10 @@ from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from strawberry.types import ExecutionResult
 
+from db import api_keys
 from db.engine import PoolSettings, make_engine, make_session_factory
+from db.models import ApiScope
+from db.principals import user_principal
 from graph import compiled
 from graph.app import create_app
 from graph.context import Context
@@ -372,3 +375,60 @@ def test_an_answer_the_encoder_refuses_is_a_masked_error(settings: Settings) -> 
     # The limits keep real answers well away from it: 2 JSON levels per field at most.
     depth = Settings.model_fields["max_query_depth"].metadata
     assert 2 * next(m.le for m in depth if hasattr(m, "le")) + 1 < 254
+
+
+async def test_an_api_keys_compiled_query_needs_no_session(
+    committed_db: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[Context] = []
+    real = Context._opened
+
+    async def counted(self: Context) -> AsyncSession:
+        opened.append(self)
+        return await real(self)
+
+    monkeypatch.setattr(Context, "_opened", counted)
+    engine = make_engine(committed_db)
+    try:
+        async with AsyncSession(engine) as session:
+            world = await factories.world(session)
+            owner = await user_principal(session, world.users["owner"].id)
+            assert owner is not None
+            key = await api_keys.create_api_key(
+                session, owner, world.workspace.id, "export", [ApiScope.READ]
+            )
+            await session.commit()
+        app = create_app(settings, engine=engine)
+        transport = httpx.ASGITransport(app=app)
+        headers = {"authorization": f"Bearer {key.secret}"}
+        query = {"query": "{ workspaces { nodes { slug } } }"}
+        expected = {"data": {"workspaces": {"nodes": [{"slug": world.workspace.slug}]}}}
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            # The first use records last_used_at: the key, the write, the query.
+            with StatementCounter(engine) as counter:
+                response = await client.post("/graphql", json=query, headers=headers)
+            assert without_cost(response.json()) == expected
+            assert counter.count == 3 and opened == [], counter.statements
+            async with engine.connect() as connection:
+                used = await connection.scalar(
+                    text("SELECT last_used_at FROM api_keys WHERE id = :id"), {"id": key.row.id}
+                )
+            assert used is not None
+            # Then the key and the query, still without a session.
+            with StatementCounter(engine) as counter:
+                response = await client.post("/graphql", json=query, headers=headers)
+            assert without_cost(response.json()) == expected
+            assert counter.count == 2 and opened == []
+            # A revoked key is refused at once, on both paths.
+            async with engine.begin() as connection:
+                await connection.execute(
+                    text("UPDATE api_keys SET revoked_at = now() WHERE id = :id"),
+                    {"id": key.row.id},
+                )
+            for enabled in (True, False):
+                monkeypatch.setattr(compiled, "ENABLED", enabled)
+                refused = await client.post("/graphql", json=query, headers=headers)
+                assert refused.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+            assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        await engine.dispose()
