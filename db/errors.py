@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncpg
+from sqlalchemy import exc as sa_exc
+
 
 class InvalidArgument(Exception):
     """An argument the caller can fix (bad cursor, page size out of range, malformed value)."""
@@ -18,3 +21,39 @@ class Forbidden(Exception):
 class Unauthenticated(Exception):
     """Credentials were given but are expired, revoked or forged, or none were given for
     something that needs a principal."""
+
+
+class Unavailable(Exception):
+    """No database connection came free in time."""
+
+
+# Errors that say the database cannot be reached or is going away: the request may be retried,
+# unlike a fault of the server's own.
+_UNREACHABLE = (
+    Unavailable,
+    ConnectionError,
+    TimeoutError,
+    sa_exc.TimeoutError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+
+
+def unavailable(error: BaseException | None) -> bool:
+    """Whether `error` (or what caused it) says the database is unavailable."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, _UNREACHABLE):
+            return True
+        if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+            return True
+        if isinstance(error, OSError) and not isinstance(error, FileNotFoundError):
+            # Connection refused, host unreachable: the socket never opened.
+            return True
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return False

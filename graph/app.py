@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from db import prepared
 from db.engine import PoolSettings, make_engine, make_session_factory
+from db.errors import Unavailable
 from graph.context import Resources, Run
 from graph.schema import build_schema
 from graph.settings import Settings, SettingsError, load_settings
@@ -63,7 +64,7 @@ def create_app(
                 await asyncio.wait_for(gate.acquire(), settings.pool_timeout)
             except TimeoutError:
                 # Every connection stayed busy as long as the pool would have waited.
-                raise TimeoutError(
+                raise Unavailable(
                     f"No database connection came free within {settings.pool_timeout} s."
                 ) from None
         else:

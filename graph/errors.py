@@ -14,7 +14,7 @@ from typing import Any
 
 from graphql import GraphQLError, GraphQLSyntaxError
 
-from db.errors import Forbidden, InvalidArgument, NotFound, Unauthenticated
+from db.errors import Forbidden, InvalidArgument, NotFound, Unauthenticated, unavailable
 
 logger = logging.getLogger("taskgraph.errors")
 
@@ -32,6 +32,8 @@ class ErrorCode(enum.StrEnum):
     # A document that is not among the trusted ones, on a server that runs only those.
     PERSISTED_QUERY_NOT_IN_LIST = "PERSISTED_QUERY_NOT_IN_LIST"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+    # The database cannot be reached or no connection came free in time: retry (HTTP 503).
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     # A request refused at the HTTP level, before any operation (malformed body, no query).
     BAD_REQUEST = "BAD_REQUEST"
 
@@ -86,6 +88,13 @@ def classify(error: GraphQLError, *, debug: bool) -> GraphQLError:
     if isinstance(original, GraphQLError):
         # Raised by graphql-core while coercing arguments (e.g. a bad scalar literal).
         return _with_code(error, ErrorCode.BAD_USER_INPUT)
+    if unavailable(original):
+        logger.warning("Database unavailable at %s: %s", error.path, original)
+        return _with_code(
+            error,
+            ErrorCode.SERVICE_UNAVAILABLE,
+            "The database is unavailable; retry shortly.",
+        )
     error_id = uuid.uuid4().hex
     logger.error(
         "Unhandled error %s at %s",

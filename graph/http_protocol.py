@@ -255,6 +255,8 @@ def request_error_status(code: str | None, media_type: str) -> int:
     if code == ErrorCode.RATE_LIMITED.value:
         # The client must wait whichever media type it reads: Retry-After goes with it.
         return 429
+    if code == ErrorCode.SERVICE_UNAVAILABLE.value:
+        return 503
     if code == ErrorCode.BAD_REQUEST.value:
         # Not a GraphQL request the server could run (no single operation to run).
         return 400

@@ -49,7 +49,7 @@ from db.principals import Principal
 from graph import compiled
 from graph.admission import Admission
 from graph.context import Context, Resources, Run
-from graph.errors import classify_all
+from graph.errors import ErrorCode, classify_all
 from graph.http_protocol import (
     GRAPHQL_RESPONSE,
     JSON,
@@ -128,6 +128,13 @@ async def _bucket(context: Context) -> str:
     if user is not None:
         return principal_key(user, None, None)
     return principal_key(None, None, client_address(context.request))
+
+
+_UNAVAILABLE = ErrorCode.SERVICE_UNAVAILABLE.value
+
+
+def _code(error: GraphQLError) -> str | None:
+    return (error.extensions or {}).get("code")
 
 
 def _wants_graphiql(request: Request) -> bool:
@@ -337,6 +344,9 @@ class GraphQLView(GraphQLRouter[Context, None]):
             status = request_error_status(code, media_type)
         else:
             body["data"] = result.data
+            if result.data is None and errors and _code(errors[0]) == _UNAVAILABLE:
+                # Nothing could be answered: the client may retry, as after any 503.
+                status = 503
         if errors:
             body["errors"] = [error.formatted for error in errors]
         if result.extensions:
@@ -345,6 +355,8 @@ class GraphQLView(GraphQLRouter[Context, None]):
         if status == 429:
             retry = (errors[0].extensions or {}).get("retryAfter", 1) if errors else 1
             headers = {"Retry-After": str(max(1, math.ceil(retry)))}
+        elif status == 503:
+            headers = {"Retry-After": "1"}
         try:
             encoded = orjson.dumps(body)
         except (TypeError, orjson.JSONEncodeError) as exc:

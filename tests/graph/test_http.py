@@ -227,7 +227,7 @@ async def test_requests_wait_their_turn_for_the_pool_outside_it(
     assert most == 3
 
 
-async def test_no_connection_to_be_had_is_a_masked_error_not_a_500(
+async def test_no_connection_to_be_had_is_a_503_to_retry(
     committed_db: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     timeout = 0.5
@@ -256,13 +256,14 @@ async def test_no_connection_to_be_had_is_a_masked_error_not_a_500(
                         started = time.monotonic()
                         response = await client.post("/graphql", json=query, headers=headers)
                         waited = time.monotonic() - started
-                        assert response.status_code == 200
+                        assert response.status_code == 503
+                        assert response.headers["retry-after"] == "1"
                         body = response.json()
                         # No data: absent (nothing was executed) or null (the first field failed).
                         assert body.get("data") is None
                         [error] = body["errors"]
-                        assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
-                        assert error["message"] == "Internal server error"
+                        assert error["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+                        assert error["message"] == "The database is unavailable; retry shortly."
                         assert timeout <= waited < 1.9 * timeout, (enabled, token, waited)
             monkeypatch.setattr(compiled, "ENABLED", True)
             # With the connection back, the same requests are answered.
@@ -430,5 +431,31 @@ async def test_an_api_keys_compiled_query_needs_no_session(
                 refused = await client.post("/graphql", json=query, headers=headers)
                 assert refused.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
             assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_database_that_cannot_be_reached_is_a_503_to_retry(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing listens on port 9 of the loopback: every connection is refused.
+    engine = make_engine("postgresql+asyncpg://postgres@127.0.0.1:9/none", PoolSettings(timeout=2))
+    try:
+        app = create_app(settings, engine=engine)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            for enabled in (True, False):
+                monkeypatch.setattr(compiled, "ENABLED", enabled)
+                for token in (None, token_for(1), "tgk_abcdefgh_" + "x" * 40):
+                    headers = {"authorization": f"Bearer {token}"} if token else {}
+                    response = await client.post(
+                        "/graphql",
+                        json={"query": "{ me { id } workspaces { totalCount } }"},
+                        headers=headers,
+                    )
+                    assert response.status_code == 503, (enabled, token, response.text)
+                    assert response.headers["retry-after"] == "1"
+                    codes = {e["extensions"]["code"] for e in response.json()["errors"]}
+                    assert codes == {"SERVICE_UNAVAILABLE"}, response.text
     finally:
         await engine.dispose()
