@@ -22,6 +22,7 @@ same world, so a failure reproduces alone, with the world below and the operatio
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from datetime import UTC
@@ -45,8 +46,13 @@ from tests import factories
 from tests.graph.conftest import SECRET, Api, token_for
 
 SCHEMA = build_schema().as_str()
-VALID_OPERATIONS = 300
-INVALID_OPERATIONS = 100
+GRAPHQL_SCHEMA = graphql.build_schema(SCHEMA)
+# FUZZ_SCALE=10 sends ten times as many operations; FUZZ_SEED=<n> draws other ones than the
+# fixed ones of the suite: for a longer hunt by hand.
+SCALE = int(os.environ.get("FUZZ_SCALE", "1"))
+SEED = os.environ.get("FUZZ_SEED")
+VALID_OPERATIONS = 300 * SCALE
+INVALID_OPERATIONS = 100 * SCALE
 ANSWER_SECONDS = 2.0
 # A valid operation may still be refused by the server's own rules (page sizes, limits,
 # malformed ids), but never as a document that the schema rejects.
@@ -269,7 +275,7 @@ def draw_all(strategy: st.SearchStrategy[str], count: int) -> list[str]:
 
     @hypothesis.settings(
         max_examples=count,
-        derandomize=True,
+        derandomize=SEED is None,
         database=None,
         deadline=None,
         phases=[Phase.generate],
@@ -279,28 +285,75 @@ def draw_all(strategy: st.SearchStrategy[str], count: int) -> list[str]:
     def collect(document: str) -> None:
         drawn.append(document)
 
+    if SEED is not None:
+        collect = hypothesis.seed(int(SEED))(collect)
     collect()
     return drawn
+
+
+def with_variables(document: str) -> tuple[str, dict[str, Any]]:
+    """The same operation with every argument passed as a variable: values then go through
+    variable coercion and the server's argument conversion instead of literal parsing."""
+    type_info = graphql.TypeInfo(GRAPHQL_SCHEMA)
+    definitions: list[graphql.VariableDefinitionNode] = []
+    values: dict[str, Any] = {}
+
+    class Lift(graphql.Visitor):
+        def enter_argument(self, node: graphql.ArgumentNode, *_: Any) -> graphql.ArgumentNode:
+            argument = type_info.get_argument()
+            assert argument is not None, node
+            name = f"v{len(values)}"
+            values[name] = graphql.value_from_ast_untyped(node.value)
+            variable = graphql.VariableNode(name=graphql.NameNode(value=name))
+            definitions.append(
+                graphql.VariableDefinitionNode(
+                    variable=variable, type=graphql.parse_type(str(argument.type))
+                )
+            )
+            return graphql.ArgumentNode(name=node.name, value=variable)
+
+        def leave_operation_definition(
+            self, node: graphql.OperationDefinitionNode, *_: Any
+        ) -> graphql.OperationDefinitionNode:
+            return graphql.OperationDefinitionNode(
+                operation=node.operation,
+                name=node.name,
+                variable_definitions=tuple(definitions),
+                directives=node.directives,
+                selection_set=node.selection_set,
+            )
+
+    lifted = graphql.visit(graphql.parse(document), graphql.TypeInfoVisitor(type_info, Lift()))
+    return graphql.print_ast(lifted), values
 
 
 @dataclass
 class Failure:
     operation: str
+    variables: dict[str, Any] | None
     principal: str
     problem: str
     answer: str
 
     def __str__(self) -> str:
-        return f"{self.problem} as {self.principal}:\n{self.operation}\n-> {self.answer[:600]}"
+        variables = f"variables: {json.dumps(self.variables)}\n" if self.variables else ""
+        return (
+            f"{self.problem} as {self.principal}:\n{self.operation}\n{variables}"
+            f"-> {self.answer[:600]}"
+        )
 
 
 async def send(
-    api: Api, connection: AsyncConnection, operation: str, bearer: str | None
+    api: Api,
+    connection: AsyncConnection,
+    operation: str,
+    variables: dict[str, Any] | None,
+    bearer: str | None,
 ) -> tuple[int, Any, float]:
     savepoint = await connection.begin_nested()
     try:
         started = time.perf_counter()
-        response = await api.post(operation, token=bearer)
+        response = await api.post(operation, variables, token=bearer)
         elapsed = time.perf_counter() - started
     finally:
         await savepoint.rollback()
@@ -351,15 +404,22 @@ async def test_generated_operations_get_client_answers_only(
     failures: list[Failure] = []
     sent = {True: 0, False: 0}
     mutations = {True: 0, False: 0}
+    lifted = 0
     for is_valid, documents in ((True, valid), (False, invalid)):
         for index, operation in enumerate(documents):
+            variables = None
+            # Every other valid operation passes its arguments as variables.
+            if is_valid and index % 2:
+                operation, variables = with_variables(operation)
+                lifted += 1
             # Every operation goes once as a user (or anonymously) and once as an API key.
             for principal in (USERS[index % len(USERS)], KEYS[index % len(KEYS)]):
                 status, body, elapsed = await send(
-                    api, connection, operation, fuzzed.bearers[principal]
+                    api, connection, operation, variables, fuzzed.bearers[principal]
                 )
                 for problem in problems_of(status, body, elapsed, valid=is_valid):
-                    failures.append(Failure(operation, principal, problem, json.dumps(body)))
+                    answer = json.dumps(body)
+                    failures.append(Failure(operation, variables, principal, problem, answer))
             sent[is_valid] += 1
             mutations[is_valid] += operation.lstrip().startswith("mutation")
 
@@ -370,6 +430,7 @@ async def test_generated_operations_get_client_answers_only(
     assert mutations[True] >= VALID_OPERATIONS // 4, mutations
     assert sent[True] - mutations[True] >= VALID_OPERATIONS // 4, mutations
     assert mutations[False] >= 10 and sent[False] - mutations[False] >= 10, mutations
+    assert lifted >= VALID_OPERATIONS // 2
 
 
 def test_broken_documents_are_refused_by_the_schema() -> None:
@@ -403,3 +464,19 @@ def test_typed_ids_go_where_the_schema_takes_an_id_of_their_type() -> None:
     assert 'taskId: "T1", labelIds: ["L1"]' in printed
     # An id of any type where the schema takes any.
     assert 'node(id: "U1")' in printed
+
+
+def test_arguments_become_variables_of_their_types() -> None:
+    document, variables = with_variables(
+        'mutation { createTask(input: {projectId: "p", title: "t", priority: HIGH}) '
+        "{ task { project { tasks(first: 5, filter: {status: [TODO]}) { totalCount } } } } }"
+    )
+    assert not graphql.validate(GRAPHQL_SCHEMA, graphql.parse(document))
+    assert document.startswith("mutation ($v0: CreateTaskInput!, $v1: Int, $v2: TaskFilter) {")
+    assert "createTask(input: $v0)" in document
+    assert "tasks(first: $v1, filter: $v2)" in document
+    assert variables == {
+        "v0": {"projectId": "p", "title": "t", "priority": "HIGH"},
+        "v1": 5,
+        "v2": {"status": ["TODO"]},
+    }
