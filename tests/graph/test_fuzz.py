@@ -21,11 +21,13 @@ same world, so a failure reproduces alone, with the world below and the operatio
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
 import os
 import time
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import graphql
@@ -61,9 +63,11 @@ DOCUMENT_CODES = {"GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED"}
 INVALID_CODES = DOCUMENT_CODES | {"BAD_USER_INPUT", "QUERY_TOO_COMPLEX", "BAD_REQUEST"}
 USERS = ["owner", "admin", "member", "viewer", "outsider", "anonymous"]
 KEYS = ["write key", "read key"]
-# Stands for "an existing id of the type this argument takes": the ID strategy cannot know
-# where its value goes, the printer (`Ids.print`) does.
+# Placeholders for "an existing id of the type this argument takes" and "a cursor of this
+# list": the scalars' strategies cannot know where their values go, the printer
+# (`Placeholders.print`) does.
 TYPED = "\x00typed-id:"
+CURSOR = "\x00cursor:"
 # The type of object an ID argument or input field names, by its name ...
 ID_TYPES = {
     "taskId": "Task",
@@ -108,48 +112,84 @@ def settings() -> Settings:
 
 
 @dataclass
-class Ids:
-    """The global ids of the world's objects, by type, and the printer that puts them where
-    the schema takes an ID of that type."""
+class Placeholders:
+    """What the world's placeholders stand for, and the printer that puts it in their place:
+    ids by type where the schema takes an ID of that type, cursors by the list they page."""
 
-    by_type: dict[str, list[str]]
+    ids: dict[str, list[str]]
+    cursors: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
     @property
-    def every(self) -> list[str]:
-        return [gid for ids in self.by_type.values() for gid in ids]
+    def every_id(self) -> list[str]:
+        return [gid for ids in self.ids.values() for gid in ids]
 
     def print(self, document: graphql.DocumentNode) -> str:
-        return graphql.print_ast(graphql.visit(document, _TypedIdFiller(self)))
+        type_info = graphql.TypeInfo(GRAPHQL_SCHEMA)
+        filler = graphql.TypeInfoVisitor(type_info, _Filler(self, type_info))
+        return graphql.print_ast(graphql.visit(document, filler))
 
-    def of(self, wanted: str | None, index: int) -> str:
-        choices = self.by_type[wanted] if wanted else self.every
+    def id(self, wanted: str | None, index: int) -> str:
+        choices = self.ids[wanted] if wanted else self.every_id
         return choices[index % len(choices)]
 
+    def cursor(self, page: str, choice: list[Any]) -> str:
+        """A real cursor of that list (or of any), or one forged from it with another value."""
+        choices = self.cursors.get(page) or [c for cs in self.cursors.values() for c in cs]
+        real = choices[choice[0] % len(choices)]
+        if len(choice) == 1:
+            return real
+        _, index, value = choice
+        ordering, values = json.loads(base64.urlsafe_b64decode(real + "=" * (-len(real) % 4)))
+        values[index % len(values)] = value
+        forged = json.dumps([ordering, values]).encode()
+        return base64.urlsafe_b64encode(forged).decode().rstrip("=")
 
-class _TypedIdFiller(graphql.Visitor):
-    """Replaces each TYPED placeholder by an existing id of the type its argument takes."""
 
-    def __init__(self, ids: Ids) -> None:
+def page_of(parent_type: str, list_field: str, ordered: bool) -> str:
+    """The name of a list's pages in one ordering: its own order, or one asked for."""
+    return f"{parent_type}.{list_field}" + (" ordered" if ordered else "")
+
+
+class _Filler(graphql.Visitor):
+    """Replaces each placeholder by what it stands for where it stands."""
+
+    def __init__(self, placeholders: Placeholders, type_info: graphql.TypeInfo) -> None:
         super().__init__()
-        self.ids = ids
+        self.placeholders = placeholders
+        self.type_info = type_info
 
     def enter_string_value(
         self, node: graphql.StringValueNode, _key: Any, parent: Any, _path: Any, ancestors: Any
     ) -> graphql.StringValueNode | None:
+        lineage = [*ancestors, parent]
+        fields = [a for a in lineage if isinstance(a, graphql.FieldNode)]
+        if node.value.startswith(CURSOR):
+            choice = json.loads(node.value[len(CURSOR) :])
+            return nodes.String(self.placeholders.cursor(self._page(fields[-1]), choice))
         if not node.value.startswith(TYPED):
             return None
-        lineage = [*ancestors, parent]
         holder = next(
             a
             for a in reversed(lineage)
             if isinstance(a, graphql.ArgumentNode | graphql.ObjectFieldNode)
         )
-        root = next(a for a in lineage if isinstance(a, graphql.FieldNode))
         name = holder.name.value
         wanted = ID_TYPES.get(name)
         if wanted is None and name == "id":
-            wanted = MUTATION_ID_TYPES.get(root.name.value)
-        return nodes.String(self.ids.of(wanted, int(node.value[len(TYPED) :])))
+            wanted = MUTATION_ID_TYPES.get(fields[0].name.value)
+        return nodes.String(self.placeholders.id(wanted, int(node.value[len(TYPED) :])))
+
+    def _page(self, field_node: graphql.FieldNode) -> str:
+        parent = self.type_info.get_parent_type()
+        ordered = any(
+            argument.name.value == "orderBy"
+            and not isinstance(argument.value, graphql.NullValueNode)
+            and not (
+                isinstance(argument.value, graphql.ListValueNode) and not argument.value.values
+            )
+            for argument in field_node.arguments
+        )
+        return page_of(parent.name if parent else "", field_node.name.value, ordered)
 
 
 @dataclass
@@ -158,7 +198,7 @@ class Fuzzed:
 
     world: factories.World
     bearers: dict[str, str | None]
-    ids: Ids
+    placeholders: Placeholders
     strings: list[str]
 
 
@@ -189,13 +229,13 @@ async def fuzzed_world(session: AsyncSession) -> Fuzzed:
         "Activity": [activity],
         "ApiKey": [spare.row],
     }
-    ids = Ids({kind: [to_global_id(kind, row.id) for row in found] for kind, found in rows.items()})
+    ids = {kind: [to_global_id(kind, row.id) for row in found] for kind, found in rows.items()}
     # Slugs, keys, e-mails, the password, colours: random text would seldom get past the
     # first check of a mutation.
     strings = [w.workspace.slug, w.other_workspace.slug, *(u.email for u in rows["User"])]
     strings += [factories.PASSWORD, "ENG", "OPS", "NEW", "ENG-1", "ENG-3", "OPS-1"]
     strings += ["new-place", "bug", "Bug", "#d73a4a", "#00FF00", "A fine title", "", " "]
-    return Fuzzed(world=w, bearers=bearers, ids=ids, strings=strings)
+    return Fuzzed(world=w, bearers=bearers, placeholders=Placeholders(ids), strings=strings)
 
 
 def custom_scalars(fuzzed: Fuzzed) -> dict[str, st.SearchStrategy[graphql.ValueNode]]:
@@ -209,8 +249,24 @@ def custom_scalars(fuzzed: Fuzzed) -> dict[str, st.SearchStrategy[graphql.ValueN
         st.sampled_from(["User", "Task", "Workspace", "Label", "ApiKey", "Membership"]),
         st.integers(min_value=1, max_value=2**63 - 1),
     ) | st.text(max_size=20)
-    ids = st.one_of(typed, typed, typed, st.sampled_from(fuzzed.ids.every), made_up)
-    strings = st.one_of(st.sampled_from(fuzzed.strings), st.text(max_size=30))
+    ids = st.one_of(typed, typed, typed, st.sampled_from(fuzzed.placeholders.every_id), made_up)
+    # Lone surrogates cannot be encoded in UTF-8, but JSON carries them as escapes.
+    odd_text = st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF) | st.characters())
+    forged_cursors = st.builds(
+        lambda k, i, value: CURSOR + json.dumps([k, i, value]),
+        st.integers(min_value=0, max_value=99),
+        st.integers(min_value=0, max_value=9),
+        CURSOR_VALUES,
+    )
+    strings = st.one_of(
+        st.sampled_from(fuzzed.strings),
+        st.text(max_size=30),
+        odd_text,
+        # A real cursor of the list, or one with a value changed (see `Placeholders.cursor`).
+        st.integers(min_value=0, max_value=99).map(lambda k: CURSOR + json.dumps([k])),
+        forged_cursors,
+        forged_cursors,
+    )
     ints = st.one_of(
         st.sampled_from([0, 1, 2, 3, 5, 50, 100, 101, -1]),
         st.integers(min_value=-(2**31), max_value=2**31 - 1),
@@ -226,9 +282,68 @@ def custom_scalars(fuzzed: Fuzzed) -> dict[str, st.SearchStrategy[graphql.ValueN
     }
 
 
+# Values a cursor's key may be given: of every JSON type, at the edges of bigint and beyond.
+EDGES = st.sampled_from([2**63, 2**63 - 1, -(2**63) - 1, 2**64 - 1, -1])
+CURSOR_VALUES = st.one_of(
+    EDGES,
+    EDGES,
+    st.integers(min_value=-(2**64), max_value=2**64),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=10),
+    st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=14))])).map(
+        datetime.isoformat
+    ),
+    st.dates().map(date.isoformat),
+    st.none(),
+    st.booleans(),
+)
+
+
+# Cursors of every list and ordering, to be replayed and forged; an alias names the list's
+# type and field, and "ordered" when the pages are in an order asked for.
+CURSORS = """query($key: String!, $slug: String!) {
+  Query__workspaces: workspaces { edges { cursor } }
+  workspace(slug: $slug) {
+    Workspace__members: members { edges { cursor } }
+    Workspace__projects: projects(includeArchived: true) { edges { cursor } }
+    Workspace__tasks: tasks { pageInfo { startCursor endCursor } }
+    Workspace__tasks__due: tasks(orderBy: [{field: DUE_DATE}]) {
+      pageInfo { startCursor endCursor } }
+    Workspace__tasks__priority: tasks(
+      orderBy: [{field: PRIORITY, direction: DESC}, {field: UPDATED_AT}]) {
+      pageInfo { startCursor endCursor } }
+    project(key: "ENG") {
+      Project__tasks: tasks { pageInfo { startCursor endCursor } }
+      Project__tasks__number: tasks(orderBy: [{field: NUMBER}, {field: CREATED_AT}]) {
+        pageInfo { startCursor endCursor } }
+    }
+    task(key: $key) {
+      Task__comments: comments { edges { cursor } }
+      Task__activity: activity { edges { cursor } }
+    }
+  }
+}"""
+
+
+def cursors_by_page(value: Any, found: dict[str, set[str]], page: str = "") -> None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key.lower().endswith("cursor") and inner:
+                found.setdefault(page, set()).add(inner)
+            parts = key.split("__")
+            inner_page = page_of(parts[0], parts[1], len(parts) > 2) if len(parts) > 1 else page
+            cursors_by_page(inner, found, inner_page)
+    elif isinstance(value, list):
+        for inner in value:
+            cursors_by_page(inner, found, page)
+
+
 def operations(fuzzed: Fuzzed, mode: Mode = Mode.POSITIVE) -> st.SearchStrategy[str]:
     return from_schema(
-        SCHEMA, custom_scalars=custom_scalars(fuzzed), print_ast=fuzzed.ids.print, mode=mode
+        SCHEMA,
+        custom_scalars=custom_scalars(fuzzed),
+        print_ast=fuzzed.placeholders.print,
+        mode=mode,
     )
 
 
@@ -353,7 +468,13 @@ async def send(
     savepoint = await connection.begin_nested()
     try:
         started = time.perf_counter()
-        response = await api.post(operation, variables, token=bearer)
+        # Encoded here, not by httpx, which cannot encode lone surrogates.
+        response = await api.client.post(
+            "/graphql",
+            content=json.dumps({"query": operation, "variables": variables or {}}),
+            headers={"content-type": "application/json"}
+            | ({"authorization": f"Bearer {bearer}"} if bearer else {}),
+        )
         elapsed = time.perf_counter() - started
     finally:
         await savepoint.rollback()
@@ -391,6 +512,12 @@ async def test_generated_operations_get_client_answers_only(
     api: Api, connection: AsyncConnection, session: AsyncSession
 ) -> None:
     fuzzed = await fuzzed_world(session)
+    variables = {"key": "ENG-1", "slug": fuzzed.world.workspace.slug}
+    found = await api.data(CURSORS, variables, token=fuzzed.bearers["owner"])
+    cursors: dict[str, set[str]] = {}
+    cursors_by_page(found, cursors)
+    fuzzed.placeholders.cursors = {page: sorted(found) for page, found in cursors.items()}
+    assert len(fuzzed.placeholders.cursors) == 9, cursors
     valid = draw_all(operations(fuzzed), VALID_OPERATIONS)
     invalid = draw_all(operations(fuzzed, Mode.NEGATIVE), INVALID_OPERATIONS // 2)
     invalid += draw_all(
@@ -450,7 +577,7 @@ def test_broken_documents_are_refused_by_the_schema() -> None:
 
 
 def test_typed_ids_go_where_the_schema_takes_an_id_of_their_type() -> None:
-    ids = Ids({"Task": ["T1", "T2"], "Label": ["L1"], "Project": ["P1"], "User": ["U1"]})
+    ids = Placeholders({"Task": ["T1", "T2"], "Label": ["L1"], "Project": ["P1"], "User": ["U1"]})
     document = graphql.parse(
         'mutation { updateTask(input: {id: "@1", afterTaskId: "@0", assigneeId: "x"}) '
         '{ task { project { tasks(filter: {labelIds: ["@5", "y"]}) { totalCount } } } } '
@@ -480,3 +607,21 @@ def test_arguments_become_variables_of_their_types() -> None:
         "v1": 5,
         "v2": {"status": ["TODO"]},
     }
+
+
+def test_cursor_placeholders_become_cursors_of_their_list() -> None:
+    tasks = base64.urlsafe_b64encode(b'["ID:a",[7]]').decode().rstrip("=")
+    placeholders = Placeholders({}, {"Workspace.tasks": [tasks], "Workspace.members": ["M"]})
+    marks = [CURSOR + json.dumps(choice) for choice in ([0], [3, 0, 2**63], [1])]
+    document = graphql.parse(
+        '{ workspaces(after: "@0") { nodes { tasks(after: "@1", orderBy: []) { totalCount } '
+        'members(before: "@2") { totalCount } } } }'.replace("@0", marks[0])
+        .replace("@1", marks[1])
+        .replace("@2", marks[2])
+    )
+    printed = placeholders.print(document)
+    forged = base64.urlsafe_b64encode(b'["ID:a", [9223372036854775808]]').decode().rstrip("=")
+    # A list without cursors of its own gets any list's.
+    assert f'workspaces(after: "{tasks}")' in printed
+    assert f'tasks(after: "{forged}", orderBy: [])' in printed
+    assert 'members(before: "M")' in printed
