@@ -6,6 +6,11 @@ of every role, anonymously and as API keys. Whatever the operation, the answer m
 client's answer: no 5xx, a GraphQL JSON body, a code on every error, never a masked internal
 error, and within 2 seconds.
 
+The values are the world's where they can be: an ID argument gets an existing id of the type
+it takes (or of another, or a made-up one), an `after`/`before` a real cursor of that list or
+one forged from it, strings are slugs, keys, e-mails or random text (lone surrogates too), and
+every other valid operation passes its arguments as JSON variables instead of literals.
+
 How Hypothesis and the event loop meet: the operations are drawn first, by a @given-decorated
 synchronous function run inside the async test (derandomized, so every run draws the same
 documents for the same world), and only then sent, one by one, on the test's event loop.
