@@ -221,7 +221,10 @@ def cursor_sql(keys: Sequence[CursorKey], values: Sequence[Sql]) -> Sql:
 
 
 def _decode_value(raw: Any, kind: str) -> Any:
+    # Integer keys are bigint columns: a larger value would fail as a statement parameter.
     if kind == "int" and isinstance(raw, int) and not isinstance(raw, bool):
+        if not -(2**63) <= raw <= _MAX_DB_ID:
+            raise ValueError("beyond bigint")
         return raw
     if kind == "float" and isinstance(raw, int | float) and not isinstance(raw, bool):
         return float(raw)

@@ -105,7 +105,11 @@ async def test_cursors_are_the_same_bytes_in_sql_and_python(session: AsyncSessio
 def test_cursors_the_database_cannot_hold_are_refused() -> None:
     slug = [SortKey("slug", T.c.title, "str")]
     created = [SortKey("CREATED_AT", T.c.created_at, "datetime")]
+    by_id = [SortKey("ID", T.c.id, "int")]
     forged = [
+        # JSON reads unsigned 64-bit numbers too; PostgreSQL's bigint ends at 2**63 - 1.
+        (wire.cursor(by_id, [2**63]), by_id),
+        (wire.cursor(by_id, [2**64 - 1]), by_id),
         (wire.cursor(slug, ["a\x00b"]), slug),
         (wire.cursor(slug, [1]), slug),
         (wire.base64url('["CREATED_AT:a",["0001-01-01T00:00:00+05:00"]]'), created),
@@ -116,3 +120,5 @@ def test_cursors_the_database_cannot_hold_are_refused() -> None:
     for cursor, keys in forged:
         with pytest.raises(InvalidArgument):
             wire.decode_cursor(cursor, keys)
+    assert wire.decode_cursor(wire.cursor(by_id, [2**63 - 1]), by_id) == [2**63 - 1]
+    assert wire.decode_cursor(wire.cursor(by_id, [-(2**63)]), by_id) == [-(2**63)]
