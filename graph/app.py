@@ -1,4 +1,5 @@
-"""The ASGI application: /graphql (GraphiQL on GET in a browser), /healthz, /readyz."""
+"""The ASGI application: /graphql (GraphiQL on GET in a browser, its files under /graphiql/),
+/healthz, /readyz."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from db import prepared
 from db.engine import PoolSettings, make_engine, make_session_factory
 from graph.context import Resources, Run
+from graph.graphiql import mount_files
 from graph.schema import build_schema
 from graph.settings import Settings, SettingsError, load_settings
 from graph.view import GraphQLView
@@ -141,6 +143,8 @@ def create_app(
         allow_queries_via_get=False,
     )
     router.mount(app)
+    if settings.graphiql_enabled:
+        mount_files(app)
     app.state.engine = engine
 
     @app.get("/healthz", include_in_schema=False)
