@@ -1,4 +1,5 @@
-"""The ASGI application: /graphql (GraphiQL on GET in a browser), /healthz, /readyz."""
+"""The ASGI application: /graphql (GraphiQL on GET in a browser, its files under /graphiql/),
+/healthz, /readyz."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from db import prepared
 from db.engine import PoolSettings, make_engine, make_session_factory
 from db.errors import Unavailable
 from graph.context import Resources, Run
+from graph.graphiql import mount_files
 from graph.schema import build_schema
 from graph.settings import Settings, SettingsError, load_settings
 from graph.view import GraphQLView
@@ -151,6 +153,8 @@ def create_app(
     )
     router.mount(app)
     app.state.graphql_view = router
+    if settings.graphiql_enabled:
+        mount_files(app)
     app.state.engine = engine
 
     @app.get("/healthz", include_in_schema=False)

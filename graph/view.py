@@ -13,7 +13,7 @@ limits, validation, error masking and the response encoding exist once:
   document once, when it compiled it, and a compiled answer has no errors to mask. Whatever
   the compiled path does not answer (or would answer with an error) goes on to the schema's
   execution, with its extensions (graph/schema.py);
-- WebSockets and GraphiQL are Strawberry's own.
+- WebSockets are Strawberry's own; the GraphiQL page is graph/graphiql.py's.
 
 The compiled answer is found here, ahead of the schema's execution, rather than in a schema
 extension's `on_execute`, where every compiled request paid for setting up an execution (its
@@ -46,7 +46,7 @@ from strawberry.types.graphql import OperationType
 
 from db import prepared
 from db.principals import Principal
-from graph import compiled
+from graph import compiled, graphiql
 from graph.admission import Admission
 from graph.context import Context, Resources, Run
 from graph.errors import ErrorCode, classify_all
@@ -209,6 +209,10 @@ class GraphQLView(GraphQLRouter[Context, None]):
         )
         # GET and POST are the app's own route (see `mount`); WebSockets stay the router's.
         self.routes[:] = [route for route in self.routes if not isinstance(route, APIRoute)]
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        # GraphiQL from the server's own files (graph/graphiql.py), not from a CDN.
+        return graphiql.page()
 
     def mount(self, app: FastAPI) -> None:
         """Serve the path on `app`: GET and POST as a plain route of the app, WebSockets
