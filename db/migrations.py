@@ -6,6 +6,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -41,3 +43,29 @@ async def _run(engine: AsyncEngine, action: object) -> None:
 
     async with engine.begin() as connection:
         await connection.run_sync(run)
+
+
+def heads() -> frozenset[str]:
+    """The revisions the code expects the database at, read once from the migrations folder."""
+    global _HEADS
+    if _HEADS is None:
+        _HEADS = frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
+    return _HEADS
+
+
+_HEADS: frozenset[str] | None = None
+
+
+async def behind(engine: AsyncEngine) -> str | None:
+    """Why the database is not at the migrations' head, or None when it is."""
+
+    def current(connection: Connection) -> frozenset[str]:
+        return frozenset(MigrationContext.configure(connection).get_current_heads())
+
+    async with engine.connect() as connection:
+        found = await connection.run_sync(current)
+    expected = heads()
+    if found == expected:
+        return None
+    shown = ", ".join(sorted(found)) or "none"
+    return f"the database is at revision {shown}; the code needs {', '.join(sorted(expected))}"

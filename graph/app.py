@@ -13,10 +13,9 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from db import prepared
+from db import migrations, prepared
 from db.engine import PoolSettings, make_engine, make_session_factory
 from db.errors import Unavailable
 from graph.context import Resources, Run
@@ -163,12 +162,14 @@ def create_app(
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
+        """Ready to serve: the database answers and is migrated to the code's head."""
         try:
-            async with engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-        except Exception:
-            logger.exception("Readiness check failed")
-            return JSONResponse({"status": "unavailable"}, status_code=503)
+            reason = await migrations.behind(engine)
+        except Exception as exc:
+            logger.warning("Readiness check failed: the database is unreachable (%s)", exc)
+            reason = "the database cannot be reached"
+        if reason is not None:
+            return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     return app
