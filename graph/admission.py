@@ -16,7 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from graphql import DocumentNode, GraphQLError, GraphQLSchema, GraphQLSyntaxError
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    GraphQLSchema,
+    GraphQLSyntaxError,
+    OperationDefinitionNode,
+)
 
 from graph.query_cost import CostPlan, check_cost, cost_extension
 from graph.query_limits import Limits, check, check_text, parse_limited
@@ -34,6 +40,8 @@ class Checked:
 
     error: GraphQLError | None
     plan: CostPlan | None
+    # The operation that would run: its name and type ("query", "mutation", ...).
+    operation: tuple[str | None, str] | None = None
 
 
 @dataclass(slots=True)
@@ -76,10 +84,12 @@ class Admission:
             return Checked(None, None)
         except GraphQLError as error:
             return Checked(error, None)  # too many tokens
+        operation = _operation(document, operation_name)
         error = check(document, operation_name, self.limits)
         if error is not None:
-            return Checked(error, None)
-        return Checked(None, CostPlan.for_document(self.schema, document, operation_name))
+            return Checked(error, None, operation)
+        plan = CostPlan.for_document(self.schema, document, operation_name)
+        return Checked(None, plan, operation)
 
     async def admit(
         self, checked: Checked, variables: Mapping[str, Any] | None, bucket: str
@@ -98,3 +108,14 @@ class Admission:
         if not throttle.allowed:
             return Admitted(throttled_error(cost, throttle), cost_extension(cost, throttle))
         return Admitted(None, cost_extension(cost, throttle))
+
+
+def _operation(document: DocumentNode, name: str | None) -> tuple[str | None, str] | None:
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if name is None and len(operations) == 1:
+        chosen = operations[0]
+    else:
+        chosen = next((o for o in operations if o.name and o.name.value == name), None)
+    if chosen is None:
+        return None
+    return (chosen.name.value if chosen.name else None), chosen.operation.value

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from db import migrations, prepared
 from db.engine import PoolSettings, make_engine, make_session_factory
 from db.errors import Unavailable
+from graph import request_log
 from graph.context import Resources, Run
 from graph.graphiql import mount_files
 from graph.schema import build_schema
@@ -155,6 +156,7 @@ def create_app(
     if settings.graphiql_enabled:
         mount_files(app)
     app.state.engine = engine
+    request_log.count_statements(engine)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -191,4 +193,6 @@ def tune_garbage_collector() -> None:
 
 def app_from_env() -> FastAPI:
     """Factory for uvicorn workers: settings come from the environment the CLI prepared."""
-    return create_app(load_settings())
+    settings = load_settings()
+    request_log.configure(settings.log_level, settings.log_format)
+    return create_app(settings)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
     refresh_token_days: int = Field(default=30, ge=1, le=365)
     debug: bool = False
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="The least severe log lines written."
+    )
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="JSON lines, plain text, or auto: JSON unless on a terminal."
+    )
     graphiql: bool | None = Field(
         default=None,
         description="Serve GraphiQL. Unset: on for the embedded database or DEBUG, off with "
@@ -101,6 +107,11 @@ class Settings(BaseSettings):
         if not value.startswith("postgresql+asyncpg://"):
             raise ValueError("must be a PostgreSQL URL, e.g. postgresql://user@host:5432/taskgraph")
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("secret_key", mode="before")
     @classmethod

@@ -46,7 +46,7 @@ from strawberry.types.graphql import OperationType
 
 from db import prepared
 from db.principals import Principal
-from graph import compiled, graphiql
+from graph import compiled, graphiql, request_log
 from graph.admission import Admission
 from graph.context import Context, Resources, Run
 from graph.errors import ErrorCode, classify_all
@@ -84,7 +84,9 @@ class _Headers(dict[str, str]):
     """The request headers that the view reads, decoded in one pass over the ASGI scope's
     (Starlette's `Headers.get` decodes and compares every header on each call)."""
 
-    _READ = frozenset({b"accept", b"content-type", b"content-length", b"authorization"})
+    _READ = frozenset(
+        {b"accept", b"content-type", b"content-length", b"authorization", b"x-request-id"}
+    )
     _READ |= {name.encode() for name in ("apollo-require-preflight", "x-apollo-operation-name")}
 
     def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
@@ -179,7 +181,21 @@ def refused(error: RequestError, media_type: str = JSON) -> Answer:
     status = error.status
     if status is None:
         status = request_error_status(error.code.value, media_type)
+    entry = request_log.current()
+    if entry is not None:
+        error.extensions["requestId"] = entry.request_id
+        entry.errors.append(error.code.value)
     return Answer(error.body(), status, media_type, error.headers)
+
+
+def _identified(formatted: dict[str, Any]) -> dict[str, Any]:
+    """An error as answered, with the request's id (and its code noted for the log line)."""
+    entry = request_log.current()
+    if entry is None:
+        return formatted
+    extensions = formatted.get("extensions") or {}
+    entry.errors.append(extensions.get("code", ""))
+    return {**formatted, "extensions": {**extensions, "requestId": entry.request_id}}
 
 
 class GraphQLView(GraphQLRouter[Context, None]):
@@ -236,6 +252,16 @@ class GraphQLView(GraphQLRouter[Context, None]):
 
     async def serve(self, request: Request) -> Response:
         headers = _Headers(request.scope["headers"])
+        entry = request_log.Entry(request_log.request_id(headers.get("x-request-id")))
+        with request_log.logged(entry):
+            response = await self._serve(request, headers, entry)
+            entry.status = response.status_code
+            response.raw_headers.append((b"x-request-id", entry.request_id.encode()))
+            return response
+
+    async def _serve(
+        self, request: Request, headers: Mapping[str, str], entry: request_log.Entry
+    ) -> Response:
         method = request.method
         if method == "GET" and _wants_graphiql(request):
             if self.graphql_ide:
@@ -265,6 +291,7 @@ class GraphQLView(GraphQLRouter[Context, None]):
                 params = self.documents.resolve(params)
         except RequestError as error:
             return refused(error, media_type)
+        entry.operation_name = params.operation_name
         context = Context(self.resources, headers.get("authorization"))
         context.request = request
         try:
@@ -283,10 +310,17 @@ class GraphQLView(GraphQLRouter[Context, None]):
         query = params.query
         assert query is not None
         checked = self.admission.check(query, params.operation_name)
-        admitted = await self.admission.admit(
-            checked, params.variables, await _bucket(context) if checked.plan else ""
-        )
+        entry = request_log.current()
+        bucket = await _bucket(context) if checked.plan else ""
+        admitted = await self.admission.admit(checked, params.variables, bucket)
         extensions = admitted.extensions
+        if entry is not None:
+            if checked.operation is not None:
+                entry.operation_name, entry.operation_type = checked.operation
+            if bucket:
+                entry.principal = "anonymous" if bucket.startswith("address:") else bucket
+            if extensions:
+                entry.cost = extensions["cost"]["requestedQueryCost"]
         if admitted.error is not None:
             return self._result(
                 ExecutionResult(data=None, errors=[admitted.error], extensions=extensions),
@@ -352,7 +386,7 @@ class GraphQLView(GraphQLRouter[Context, None]):
                 # Nothing could be answered: the client may retry, as after any 503.
                 status = 503
         if errors:
-            body["errors"] = [error.formatted for error in errors]
+            body["errors"] = [_identified(error.formatted) for error in errors]
         if result.extensions:
             body["extensions"] = result.extensions
         headers = None

@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.graph.test_http_audit import _start, _stop
+from tests.graph.live_server import _start, _stop
 
 ROOT = Path(__file__).resolve().parents[2]
 WINDOW = (1400, 860)

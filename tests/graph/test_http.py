@@ -74,7 +74,8 @@ def _refusal(response: httpx.Response) -> dict[str, object]:
     body = response.json()
     assert list(body) == ["errors"] and len(body["errors"]) == 1, body
     error: dict[str, object] = body["errors"][0]
-    assert error["extensions"] == {"code": "BAD_REQUEST"}
+    assert error["extensions"]["code"] == "BAD_REQUEST"
+    assert set(error["extensions"]) <= {"code", "requestId"}
     return error
 
 
