@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
     refresh_token_days: int = Field(default=30, ge=1, le=365)
     debug: bool = False
+    shutdown_timeout: float = Field(
+        default=20.0,
+        ge=0,
+        description="Seconds that requests in flight get to finish after SIGTERM or SIGINT; "
+        "then they are cancelled and the server stops.",
+    )
     graphiql: bool | None = Field(
         default=None,
         description="Serve GraphiQL. Unset: on for the embedded database or DEBUG, off with "
