@@ -83,6 +83,12 @@ class _StopSignals:
         if not self._held:
             raise _Stop(signum)
 
+    def check(self) -> None:
+        """Stop here if a signal came: its exception can be lost, raised where Python
+        swallows exceptions (a weakref callback, a __del__)."""
+        if self.received is not None and not self._held:
+            raise _Stop(self.received)
+
     @contextmanager
     def held(self) -> Iterator[None]:
         """A signal arriving inside takes effect when the block ends: starting or stopping
@@ -93,8 +99,7 @@ class _StopSignals:
             yield
         finally:
             self._held -= 1
-        if self.received is not None and not self._held:
-            raise _Stop(self.received)
+        self.check()
 
     @contextmanager
     def installed(self) -> Iterator[None]:
@@ -225,8 +230,10 @@ def serve(
     stops = _StopSignals()
     with stops.installed(), _database(settings, stops) as url:
         _migrate(url)
+        stops.check()
         if settings.embedded and demo and asyncio.run(_user_count(url)) == 0:
             _seed(url, demo_scale)
+            stops.check()
         elif settings.embedded and demo:
             out.print(
                 f"Demo log-in: [bold]demo@taskgraph.dev[/bold] / [bold]{DEMO_PASSWORD}[/bold]"
@@ -242,6 +249,7 @@ def serve(
         os.environ["INTROSPECTION"] = str(settings.introspection_enabled).lower()
         graphiql = " (GraphiQL: open it in a browser)" if settings.graphiql_enabled else ""
         out.print(f"GraphQL API on http://{host}:{port}/graphql{graphiql}")
+        stops.check()
         uvicorn.run(
             "graph.app:app_from_env",
             factory=True,
