@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -34,6 +36,8 @@ from db.migrations import upgrade
 from tests.processes import describe, end, postmasters
 
 TEMPLATE = "taskgraph_test_template"
+# The folders of the session's embedded PostgreSQL (see `no_process_left`).
+EMBEDDED_FOLDERS: list[Path] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -48,14 +52,16 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def no_process_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Fail the session if it leaves a process running: a PostgreSQL server with its data
-    in the session's temporary folders, or a child of the test process.
+    in the session's temporary folders (pytest's and the embedded one's), or a child of
+    the test process.
 
     Autouse and session-wide, it is set up before every other fixture of the session, so
     it is torn down after them all, the session's own embedded PostgreSQL included.
     """
-    root = tmp_path_factory.getbasetemp()
     yield
-    left = postmasters(root) + psutil.Process().children(recursive=True)
+    roots = [tmp_path_factory.getbasetemp(), *EMBEDDED_FOLDERS]
+    left = [server for root in roots for server in postmasters(root)]
+    left += psutil.Process().children(recursive=True)
     described = [describe(process) for process in left]
     end(left)
     described = [line for line in described if line]
@@ -63,7 +69,7 @@ def no_process_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_url() -> Iterator[str]:
     """URL of a maintenance database on the test server (asyncpg dialect)."""
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
@@ -73,13 +79,17 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     from db.embedded import start, stop
 
-    pgdata = tmp_path_factory.mktemp("embedded") / "pg"
-    try:
-        yield start(pgdata, delete=True).replace("/taskgraph?", "/postgres?")
-    finally:
-        # Stopped here, while its folder is there: left to the end of the process, it kept
-        # running (its folder deleted first, nothing knew of it any more).
-        stop(pgdata)
+    # A folder of its own, outside pytest's temporary folders (shared by every test run of
+    # the same user on the machine, and pruned by them).
+    with tempfile.TemporaryDirectory(prefix="taskgraph-test-") as folder:
+        EMBEDDED_FOLDERS.append(Path(folder))
+        pgdata = Path(folder) / "pg"
+        try:
+            yield start(pgdata, delete=True).replace("/taskgraph?", "/postgres?")
+        finally:
+            # Stopped here, while its folder is there: left to the end of the process, it
+            # kept running (its folder deleted first, nothing knew of it any more).
+            stop(pgdata)
 
 
 def _database(url: str, name: str) -> str:
