@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -89,7 +89,6 @@ class Serve:
     process: subprocess.Popen[bytes]
     port: int
     log: Path
-    started: float = field(default_factory=time.monotonic)
 
     @property
     def url(self) -> str:
