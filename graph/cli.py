@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -19,6 +23,8 @@ err = Console(stderr=True)
 out = Console()
 
 DEMO_PASSWORD = "taskgraph-demo"  # noqa: S105 - the published password of the demo data
+# Uvicorn's WebSocket protocol, but closing with 1001 when the server stops.
+WEBSOCKET_PROTOCOL = "graph.websocket_protocol:GoingAwayWebSocketProtocol"
 
 
 def _settings() -> Settings:
@@ -46,13 +52,93 @@ def _secret_key(settings: Settings) -> str:
     return path.read_text().strip()
 
 
-def _database_url(settings: Settings) -> str:
-    if settings.database_url:
-        return settings.database_url
-    from db.embedded import start
+class _Stop(BaseException):
+    """A stop signal (SIGTERM or SIGINT) unwinding the command, like Ctrl-C's
+    KeyboardInterrupt but for both, so that `finally` blocks run."""
 
-    with err.status("Starting the embedded PostgreSQL..."):
-        return start(settings.data_dir / "postgres")
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _StopSignals:
+    """SIGTERM and SIGINT end a command by unwinding it (so that the embedded PostgreSQL it
+    started is stopped), then by the signal itself.
+
+    Without it, SIGTERM (how systemd, Docker and Kubernetes stop a process) ended the
+    process at once, skipping every clean-up: the embedded PostgreSQL kept running.
+    Uvicorn takes the signals over while it serves and, once it has shut down, raises the
+    signal it received again: then it arrives here.
+    """
+
+    STOPPING = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._held = 0
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.received is None:
+            self.received = signum
+        if not self._held:
+            raise _Stop(signum)
+
+    def check(self) -> None:
+        """Stop here if a signal came: its exception can be lost, raised where Python
+        swallows exceptions (a weakref callback, a __del__)."""
+        if self.received is not None and not self._held:
+            raise _Stop(self.received)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """A signal arriving inside takes effect when the block ends: starting or stopping
+        the embedded PostgreSQL is not cut short (a server started by a cut-off start
+        would be left running)."""
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
+        self.check()
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self._handle) for sig in self.STOPPING}
+        try:
+            yield
+        except _Stop:
+            pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if self.received is not None:
+            # End as the signal would have, so that whoever sent it sees it in the exit
+            # status (systemd counts death by SIGTERM as a clean stop; a shell script
+            # running `serve` stops at Ctrl-C).
+            sys.stdout.flush()
+            sys.stderr.flush()
+            signal.signal(self.received, signal.SIG_DFL)
+            signal.raise_signal(self.received)
+
+
+@contextmanager
+def _database(settings: Settings, stops: _StopSignals) -> Iterator[str]:
+    """The database URL; for the embedded PostgreSQL, the server started (or adopted from
+    an earlier run that died) for the block and stopped after it, unless another live
+    process still uses it."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    from db.embedded import start, stop
+
+    pgdata = settings.data_dir / "postgres"
+    try:
+        with stops.held(), err.status("Starting the embedded PostgreSQL..."):
+            url = start(pgdata)
+        yield url
+    finally:
+        with stops.held():
+            stop(pgdata)
 
 
 def _migrate(url: str, revision: str = "head") -> None:
@@ -131,37 +217,53 @@ def serve(
         float, typer.Option(help="Size of the demo data (1 = 100,000 tasks).")
     ] = 0.1,
 ) -> None:
-    """Serve the API (migrating the database first)."""
+    """Serve the API (migrating the database first).
+
+    SIGTERM or SIGINT (Ctrl-C) stops it cleanly: no new connections, requests in flight
+    finish (for up to SHUTDOWN_TIMEOUT seconds), WebSockets close with 1001, and the
+    embedded PostgreSQL stops.
+    """
     import uvicorn
 
     settings = _settings()
     secret_key = _secret_key(settings)
-    url = _database_url(settings)
-    _migrate(url)
-    if settings.embedded and demo and asyncio.run(_user_count(url)) == 0:
-        _seed(url, demo_scale)
-    elif settings.embedded and demo:
-        out.print(f"Demo log-in: [bold]demo@taskgraph.dev[/bold] / [bold]{DEMO_PASSWORD}[/bold]")
-    # Workers are separate processes: they read the resolved settings from the environment.
-    os.environ["DATABASE_URL"] = url
-    os.environ["SECRET_KEY"] = secret_key
-    # Decided here, where the database's origin is known: given DATABASE_URL, the workers
-    # would take the embedded database for production's.
-    os.environ["GRAPHIQL"] = str(settings.graphiql_enabled).lower()
-    os.environ["INTROSPECTION"] = str(settings.introspection_enabled).lower()
-    graphiql = " (GraphiQL: open it in a browser)" if settings.graphiql_enabled else ""
-    out.print(f"GraphQL API on http://{host}:{port}/graphql{graphiql}")
-    uvicorn.run(
-        "graph.app:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=None if reload else workers,
-        reload=reload,
-        loop="uvloop",
-        http="httptools",
-        log_level="info",
-    )
+    stops = _StopSignals()
+    with stops.installed(), _database(settings, stops) as url:
+        _migrate(url)
+        stops.check()
+        if settings.embedded and demo and asyncio.run(_user_count(url)) == 0:
+            _seed(url, demo_scale)
+            stops.check()
+        elif settings.embedded and demo:
+            out.print(
+                f"Demo log-in: [bold]demo@taskgraph.dev[/bold] / [bold]{DEMO_PASSWORD}[/bold]"
+            )
+        # Workers are separate processes: they read the resolved settings from the
+        # environment, so they all use the embedded PostgreSQL started here (stopped here
+        # too, once they have all stopped).
+        os.environ["DATABASE_URL"] = url
+        os.environ["SECRET_KEY"] = secret_key
+        # Decided here, where the database's origin is known: given DATABASE_URL, the
+        # workers would take the embedded database for production's.
+        os.environ["GRAPHIQL"] = str(settings.graphiql_enabled).lower()
+        os.environ["INTROSPECTION"] = str(settings.introspection_enabled).lower()
+        graphiql = " (GraphiQL: open it in a browser)" if settings.graphiql_enabled else ""
+        out.print(f"GraphQL API on http://{host}:{port}/graphql{graphiql}")
+        stops.check()
+        uvicorn.run(
+            "graph.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=None if reload else workers,
+            reload=reload,
+            loop="uvloop",
+            http="httptools",
+            ws=WEBSOCKET_PROTOCOL,
+            log_level="info",
+            # Typed int by uvicorn; it takes any number of seconds (asyncio.wait_for).
+            timeout_graceful_shutdown=settings.shutdown_timeout,  # type: ignore[arg-type]
+        )
 
 
 @app.command()
@@ -170,8 +272,11 @@ def migrate(
 ) -> None:
     """Apply database migrations up to REVISION."""
     settings = _settings()
-    _migrate(_database_url(settings), revision)
-    out.print(f"Database migrated to {revision}.")
+    stops = _StopSignals()
+    with stops.installed():
+        with _database(settings, stops) as url:
+            _migrate(url, revision)
+        out.print(f"Database migrated to {revision}.")
 
 
 @app.command()
@@ -180,9 +285,10 @@ def seed(
 ) -> None:
     """Fill an empty database with deterministic demo data."""
     settings = _settings()
-    url = _database_url(settings)
-    _migrate(url)
-    _seed(url, scale)
+    stops = _StopSignals()
+    with stops.installed(), _database(settings, stops) as url:
+        _migrate(url)
+        _seed(url, scale)
 
 
 @app.command("export-schema")

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = Field(
         default="auto", description="JSON lines, plain text, or auto: JSON unless on a terminal."
     )
+    shutdown_timeout: float = Field(
+        default=20.0,
+        ge=0,
+        description="Seconds that requests in flight get to finish after SIGTERM or SIGINT; "
+        "then they are cancelled and the server stops.",
+    )
     graphiql: bool | None = Field(
         default=None,
         description="Serve GraphiQL. Unset: on for the embedded database or DEBUG, off with "

@@ -4,6 +4,10 @@ By default an embedded PostgreSQL is started in a temporary folder; set TEST_DAT
 use another server (a database of that name is created, migrated and dropped again; tests
 need permission to create databases).
 
+The session leaves no process behind: `no_process_left` fails the run when a PostgreSQL
+server of the session's temporary folders, or a process it started, outlives it (and ends
+them).
+
 Isolation: each test gets a connection with an open transaction that is rolled back at the
 end; the session under test joins it through savepoints, so code that commits still leaves
 no trace. Tests that need real commits and concurrent connections use `committed_db`, a
@@ -13,12 +17,14 @@ fresh database cloned from the migrated template, dropped afterwards.
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
@@ -27,8 +33,39 @@ from sqlalchemy.pool import NullPool
 
 from db.engine import make_engine
 from db.migrations import upgrade
+from tests.processes import describe, end, postmasters
 
 TEMPLATE = "taskgraph_test_template"
+# The folders of the session's embedded PostgreSQL (see `no_process_left`).
+EMBEDDED_FOLDERS: list[Path] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A test run stopped with SIGTERM (a CI job's timeout, `kill`) is torn down as Ctrl-C
+    # tears it down, its PostgreSQL stopped; by default it would just end.
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fail the session if it leaves a process running: a PostgreSQL server with its data
+    in the session's temporary folders (pytest's and the embedded one's), or a child of
+    the test process.
+
+    Autouse and session-wide, it is set up before every other fixture of the session, so
+    it is torn down after them all, the session's own embedded PostgreSQL included.
+    """
+    yield
+    roots = [tmp_path_factory.getbasetemp(), *EMBEDDED_FOLDERS]
+    left = [server for root in roots for server in postmasters(root)]
+    left += psutil.Process().children(recursive=True)
+    described = [describe(process) for process in left]
+    end(left)
+    described = [line for line in described if line]
+    assert not described, "the session left processes running (now ended):\n" + "\n".join(described)
 
 
 @pytest.fixture(scope="session")
@@ -40,10 +77,19 @@ def server_url() -> Iterator[str]:
             url = "postgresql+asyncpg://" + url.split("://", 1)[1]
         yield url
         return
-    from db.embedded import start
+    from db.embedded import start, stop
 
+    # A folder of its own, outside pytest's temporary folders (shared by every test run of
+    # the same user on the machine, and pruned by them).
     with tempfile.TemporaryDirectory(prefix="taskgraph-test-") as folder:
-        yield start(Path(folder) / "pg", delete=True).replace("/taskgraph?", "/postgres?")
+        EMBEDDED_FOLDERS.append(Path(folder))
+        pgdata = Path(folder) / "pg"
+        try:
+            yield start(pgdata, delete=True).replace("/taskgraph?", "/postgres?")
+        finally:
+            # Stopped here, while its folder is there: left to the end of the process, it
+            # kept running (its folder deleted first, nothing knew of it any more).
+            stop(pgdata)
 
 
 def _database(url: str, name: str) -> str:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
-import socket
+import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -20,8 +21,7 @@ from typer.testing import CliRunner
 from db import embedded
 from graph.cli import app
 from graph.settings import SettingsError, load_settings
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.processes import ROOT, end, ended, postmasters, start_serve
 
 
 @pytest.mark.parametrize(
@@ -89,13 +89,37 @@ async def test_embedded_server_keeps_its_data_across_restarts(tmp_path: Path) ->
     pgdata = tmp_path / "pg"
     url = await asyncio.to_thread(embedded.start, pgdata)
     await _query(url, "CREATE TABLE kept (v text)", "INSERT INTO kept VALUES ('still here')")
+    (postmaster,) = postmasters(pgdata)
     await asyncio.to_thread(embedded.stop, pgdata)
     assert not (pgdata / "postmaster.pid").exists(), "the server should have stopped"
+    assert ended(postmaster) and not postmasters(pgdata)
     url = await asyncio.to_thread(embedded.start, pgdata)
     try:
         assert await _query(url, "SELECT v FROM kept") == [("still here",)]
     finally:
         await asyncio.to_thread(embedded.stop, pgdata)
+    assert not postmasters(pgdata)
+
+
+async def test_embedded_server_stops_with_its_last_live_holder(tmp_path: Path) -> None:
+    """A process beside this one (say `migrate` beside `serve`) keeps the server running
+    when this one lets go; a holder that died without letting go does not."""
+    pgdata = tmp_path / "pg"
+    await asyncio.to_thread(embedded.start, pgdata)
+    holders = pgdata / embedded.HOLDERS_FILE
+    beside = await asyncio.create_subprocess_exec("/bin/sleep", "60")
+    try:
+        holders.write_text(json.dumps([*json.loads(holders.read_text()), beside.pid]))
+        await asyncio.to_thread(embedded.stop, pgdata)
+        (postmaster,) = postmasters(pgdata)
+    finally:
+        beside.kill()
+        await beside.wait()
+    # The next start finds the holder dead: the server is this process's alone again.
+    await asyncio.to_thread(embedded.start, pgdata)
+    assert json.loads(holders.read_text()) == [os.getpid()]
+    await asyncio.to_thread(embedded.stop, pgdata)
+    assert ended(postmaster) and not postmasters(pgdata)
 
 
 LOG_IN = """mutation {
@@ -105,54 +129,18 @@ LOG_IN = """mutation {
 }"""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_serve_starts_on_the_embedded_database_with_demo_data(tmp_path: Path) -> None:
-    """`taskgraph serve` with no set-up: embedded PostgreSQL, migrations, demo data, API."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATA_DIR": str(tmp_path / "data"),
-        "DATABASE_URL": "",
-        "SECRET_KEY": "",
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "graph.cli",
-        "serve",
-        "--port",
-        str(port),
-        "--demo-scale",
-        "0.002",
-    ]
-    server = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    """`taskgraph serve` with no set-up: embedded PostgreSQL, migrations, demo data, API;
+    stopped as systemd stops it (SIGTERM), it leaves no PostgreSQL running."""
+    server = start_serve(tmp_path / "data", "--demo-scale", "0.002")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, server.stdout.read() if server.stdout else ""
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not start within 60 s"
-            time.sleep(0.2)
-        login = httpx.post(
-            f"http://127.0.0.1:{port}/graphql",
-            json={"query": LOG_IN},
-            timeout=10,
-        ).json()
+        server.wait_until_serving()
+        (postmaster,) = postmasters(server.data_dir)
+        login = httpx.post(f"{server.url}/graphql", json={"query": LOG_IN}, timeout=10).json()
         token = login["data"]["logIn"]["accessToken"]
         assert token, login
         me = httpx.post(
-            f"http://127.0.0.1:{port}/graphql",
+            f"{server.url}/graphql",
             json={"query": "{ me { email } workspaces { totalCount } }"},
             headers={"authorization": f"Bearer {token}"},
             timeout=10,
@@ -160,6 +148,40 @@ def test_serve_starts_on_the_embedded_database_with_demo_data(tmp_path: Path) ->
         assert me["me"]["email"] == "demo@taskgraph.dev"
         assert me["workspaces"]["totalCount"] >= 1
         assert (tmp_path / "data" / "secret_key").exists()
+        assert server.stop(signal.SIGTERM) == -signal.SIGTERM, server.output()
+        assert ended(postmaster), "serve left its PostgreSQL running"
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait(10)
+        end(postmasters(server.data_dir))
+
+
+LEAKY_TESTS = """
+import subprocess
+
+from db import embedded
+
+
+def test_leaves_two_processes_running(tmp_path):
+    embedded.start(tmp_path / "pg", keep_running=True)
+    subprocess.Popen(["sleep", "120"])
+"""
+
+
+def test_a_session_that_leaves_processes_running_fails_and_ends_them(tmp_path: Path) -> None:
+    """The check every session ends with (tests/conftest.py `no_process_left`), on a
+    session of its own whose test leaves a PostgreSQL server and a child process."""
+    (tmp_path / "test_leaky.py").write_text(LEAKY_TESTS)
+    basetemp = tmp_path / "basetemp"
+    command = [sys.executable, "-m", "pytest", "-p", "tests.conftest", "-c", "pyproject.toml"]
+    command += ["--basetemp", str(basetemp), "-q", str(tmp_path / "test_leaky.py")]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "1 passed, 1 error" in result.stdout, result.stdout[-3000:]
+    assert "the session left processes running (now ended)" in result.stdout
+    assert "bin/postgres -D" in result.stdout and "sleep 120" in result.stdout
+    assert not postmasters(basetemp)
+    (sleeper,) = [line for line in result.stdout.splitlines() if line.endswith(" sleep 120")]
+    pid = int(sleeper.split()[-3])
+    assert not psutil.pid_exists(pid) or ended(psutil.Process(pid))
