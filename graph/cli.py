@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from graph import request_log
 from graph.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(help="Taskgraph: a GraphQL API for team task tracking.", no_args_is_help=True)
@@ -226,6 +227,7 @@ def serve(
     import uvicorn
 
     settings = _settings()
+    request_log.configure(settings.log_level, settings.log_format)
     secret_key = _secret_key(settings)
     stops = _StopSignals()
     with stops.installed(), _database(settings, stops) as url:
@@ -260,7 +262,10 @@ def serve(
             loop="uvloop",
             http="httptools",
             ws=WEBSOCKET_PROTOCOL,
-            log_level="info",
+            # Each worker formats every logger alike (graph/request_log.py, app_from_env);
+            # uvicorn's own configuration would replace it.
+            log_config=None,
+            log_level=settings.log_level.lower(),
             # Typed int by uvicorn; it takes any number of seconds (asyncio.wait_for).
             timeout_graceful_shutdown=settings.shutdown_timeout,  # type: ignore[arg-type]
         )
