@@ -385,7 +385,11 @@ class Server:
             "--log-level",
             "warning",
         ]
-        self.process = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603
+        # A server writes a log line per request, as in production; they are not the
+        # bench's output.
+        self.process = subprocess.Popen(  # noqa: S603
+            command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 60
         while True:
             try:

@@ -14,7 +14,6 @@ Lines are JSON when the output is not a terminal (or `LOG_FORMAT=json`), else pl
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
@@ -26,6 +25,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -113,7 +113,7 @@ class Formatter(logging.Formatter):
             line.update(request)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        return orjson.dumps(line, default=str).decode()
 
 
 class TextFormatter(logging.Formatter):
@@ -142,3 +142,8 @@ def configure(level: str = "INFO", format: str = "auto") -> None:
         logging.getLogger(name).propagate = True
     # Uvicorn's access line says less than the request line; it stays off.
     logging.getLogger("uvicorn.access").disabled = True
+    # SQLAlchemy writes every statement and its parameters at INFO: only its warnings, unless
+    # the operator asks for DEBUG.
+    logging.getLogger("sqlalchemy").setLevel(
+        logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING
+    )
