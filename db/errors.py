@@ -29,10 +29,9 @@ class Unavailable(Exception):
 
 # Errors that say the database cannot be reached or is going away: the request may be retried,
 # unlike a fault of the server's own.
+# (Refused or timed-out sockets are OSErrors: see `unavailable`.)
 _UNREACHABLE = (
     Unavailable,
-    ConnectionError,
-    TimeoutError,
     sa_exc.TimeoutError,
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,

@@ -21,9 +21,9 @@ from graphql import (
     GraphQLError,
     GraphQLSchema,
     GraphQLSyntaxError,
-    OperationDefinitionNode,
 )
 
+from graph.document_rules import chosen_operation
 from graph.query_cost import CostPlan, check_cost, cost_extension
 from graph.query_limits import Limits, check, check_text, parse_limited
 from graph.rate_limits import Limiters, throttled_error
@@ -111,11 +111,7 @@ class Admission:
 
 
 def _operation(document: DocumentNode, name: str | None) -> tuple[str | None, str] | None:
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if name is None and len(operations) == 1:
-        chosen = operations[0]
-    else:
-        chosen = next((o for o in operations if o.name and o.name.value == name), None)
+    chosen = chosen_operation(document, name)
     if chosen is None:
         return None
     return (chosen.name.value if chosen.name else None), chosen.operation.value

@@ -201,15 +201,10 @@ class Compiler:
 
 
 def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode:
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if name is None:
-        if len(operations) != 1:
-            raise Unsupported
-        return operations[0]
-    for operation in operations:
-        if operation.name is not None and operation.name.value == name:
-            return operation
-    raise Unsupported
+    operation = document_rules.chosen_operation(document, name)
+    if operation is None:
+        raise Unsupported
+    return operation
 
 
 def _directive_variables(document: DocumentNode) -> set[str]:

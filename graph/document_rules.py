@@ -15,6 +15,18 @@ from graph.errors import ErrorCode
 RULES: tuple[type[ASTValidationRule], ...] = ()
 
 
+def chosen_operation(
+    document: DocumentNode, operation_name: str | None
+) -> OperationDefinitionNode | None:
+    """The operation that runs: the one named, or the only one; None when there is none."""
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is None:
+        return operations[0] if len(operations) == 1 else None
+    return next(
+        (o for o in operations if o.name is not None and o.name.value == operation_name), None
+    )
+
+
 def operation_choice_error(
     document: DocumentNode, operation_name: str | None
 ) -> GraphQLError | None:

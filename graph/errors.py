@@ -55,17 +55,24 @@ _DOMAIN_CODES: dict[type[Exception], ErrorCode] = {
 }
 
 
-def _with_code(
-    error: GraphQLError, code: ErrorCode, message: str | None = None, **extra: Any
+def rebuilt(
+    error: GraphQLError, message: str | None = None, extensions: dict[str, Any] | None = None
 ) -> GraphQLError:
+    """The same error (nodes, positions, path) with another message or extensions."""
     return GraphQLError(
         message if message is not None else error.message,
         nodes=error.nodes,
         source=error.source,
         positions=error.positions,
         path=error.path,
-        extensions={**(error.extensions or {}), "code": code.value, **extra},
+        extensions=extensions if extensions is not None else error.extensions,
     )
+
+
+def _with_code(
+    error: GraphQLError, code: ErrorCode, message: str | None = None, **extra: Any
+) -> GraphQLError:
+    return rebuilt(error, message, {**(error.extensions or {}), "code": code.value, **extra})
 
 
 def classify(error: GraphQLError, *, debug: bool) -> GraphQLError:

@@ -242,24 +242,25 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-# Statuses of request errors under application/graphql-response+json, by code.
-_REQUEST_ERROR_STATUS = {
-    ErrorCode.UNAUTHENTICATED.value: 401,
+# Statuses of answers without data whatever the media type: the client must wait (with
+# Retry-After), or sent no GraphQL request the server could run (no single operation).
+_ALWAYS = {
     ErrorCode.RATE_LIMITED.value: 429,
+    ErrorCode.SERVICE_UNAVAILABLE.value: 503,
+    ErrorCode.BAD_REQUEST.value: 400,
+}
+# And under application/graphql-response+json only; any other request error is a 400.
+_GRAPHQL_RESPONSE = {
+    ErrorCode.UNAUTHENTICATED.value: 401,
     ErrorCode.INTERNAL_SERVER_ERROR.value: 500,
 }
 
 
 def request_error_status(code: str | None, media_type: str) -> int:
     """The status of an answer without data (no execution began)."""
-    if code == ErrorCode.RATE_LIMITED.value:
-        # The client must wait whichever media type it reads: Retry-After goes with it.
-        return 429
-    if code == ErrorCode.SERVICE_UNAVAILABLE.value:
-        return 503
-    if code == ErrorCode.BAD_REQUEST.value:
-        # Not a GraphQL request the server could run (no single operation to run).
-        return 400
+    code = code or ""
+    if code in _ALWAYS:
+        return _ALWAYS[code]
     if media_type != GRAPHQL_RESPONSE:
         return 200
-    return _REQUEST_ERROR_STATUS.get(code or "", 400)
+    return _GRAPHQL_RESPONSE.get(code, 400)

@@ -73,6 +73,7 @@ from strawberry.schema.schema_converter import GraphQLCoreConverter
 from db.descriptions import ById, Listing
 from db.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from db.read_types import TYPES
+from graph.document_rules import chosen_operation
 from graph.query_limits import too_complex
 from graph.types.query import MAX_NODES
 
@@ -212,14 +213,7 @@ class CostPlan:
         """The plan of the operation that would run; cost 0 when there is none (execution
         reports that). Expects a validated document; an invalid one gets some cost, and
         fragment cycles are cut, never followed."""
-        operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-        if operation_name is None:
-            chosen = operations[0] if len(operations) == 1 else None
-        else:
-            chosen = next(
-                (o for o in operations if o.name is not None and o.name.value == operation_name),
-                None,
-            )
+        chosen = chosen_operation(document, operation_name)
         if chosen is None:
             return cls(0)
         return cls(_Planner(schema, document, chosen).plan())

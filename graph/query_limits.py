@@ -44,6 +44,7 @@ from graphql import (
     parse,
 )
 
+from graph.document_rules import chosen_operation
 from graph.errors import ErrorCode
 
 if TYPE_CHECKING:
@@ -203,10 +204,8 @@ def operations_of(
 ) -> list[OperationDefinitionNode]:
     """The operation that would run: the one named, or the only one; none when that is not
     known (execution reports it)."""
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if operation_name is None:
-        return operations if len(operations) == 1 else []
-    return [o for o in operations if o.name is not None and o.name.value == operation_name]
+    chosen = chosen_operation(document, operation_name)
+    return [chosen] if chosen is not None else []
 
 
 def measure(

@@ -16,7 +16,7 @@ from strawberry.types.graphql import OperationType
 
 from graph import document_rules
 from graph.context import Context
-from graph.errors import ErrorCode, classify_all
+from graph.errors import ErrorCode, classify_all, rebuilt
 from graph.mutations.api_keys import ApiKeyMutations
 from graph.mutations.auth import AuthMutations
 from graph.mutations.comments import CommentMutations
@@ -166,16 +166,7 @@ def _without_suggestions(error: GraphQLError) -> GraphQLError:
     """The error without graphql-core's "Did you mean ...?": with introspection off, the names
     it suggests would tell a client the schema piece by piece."""
     message = _SUGGESTION.sub("", error.message)
-    if message == error.message:
-        return error
-    return GraphQLError(
-        message,
-        nodes=error.nodes,
-        source=error.source,
-        positions=error.positions,
-        path=error.path,
-        extensions=error.extensions,
-    )
+    return error if message == error.message else rebuilt(error, message)
 
 
 def build_schema(*, debug: bool = False, introspection: bool = True) -> strawberry.Schema:

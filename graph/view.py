@@ -85,9 +85,16 @@ class _Headers(dict[str, str]):
     (Starlette's `Headers.get` decodes and compares every header on each call)."""
 
     _READ = frozenset(
-        {b"accept", b"content-type", b"content-length", b"authorization", b"x-request-id"}
+        {
+            b"accept",
+            b"content-type",
+            b"content-length",
+            b"authorization",
+            b"x-request-id",
+            b"apollo-require-preflight",
+            b"x-apollo-operation-name",
+        }
     )
-    _READ |= {name.encode() for name in ("apollo-require-preflight", "x-apollo-operation-name")}
 
     def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
         super().__init__()
@@ -295,7 +302,7 @@ class GraphQLView(GraphQLRouter[Context, None]):
         context = Context(self.resources, headers.get("authorization"))
         context.request = request
         try:
-            return await self._answer(context, method, media_type, params)
+            return await self._answer(context, method, media_type, params, entry)
         except RequestError as error:
             return refused(error, media_type)
         finally:
@@ -305,22 +312,25 @@ class GraphQLView(GraphQLRouter[Context, None]):
                 log.exception("closing a request's session failed after its answer")
 
     async def _answer(
-        self, context: Context, method: str, media_type: str, params: Params
+        self,
+        context: Context,
+        method: str,
+        media_type: str,
+        params: Params,
+        entry: request_log.Entry,
     ) -> Response:
         query = params.query
         assert query is not None
         checked = self.admission.check(query, params.operation_name)
-        entry = request_log.current()
         bucket = await _bucket(context) if checked.plan else ""
         admitted = await self.admission.admit(checked, params.variables, bucket)
         extensions = admitted.extensions
-        if entry is not None:
-            if checked.operation is not None:
-                entry.operation_name, entry.operation_type = checked.operation
-            if bucket:
-                entry.principal = "anonymous" if bucket.startswith("address:") else bucket
-            if extensions:
-                entry.cost = extensions["cost"]["requestedQueryCost"]
+        if checked.operation is not None:
+            entry.operation_name, entry.operation_type = checked.operation
+        if bucket:
+            entry.principal = "anonymous" if bucket.startswith("address:") else bucket
+        if extensions:
+            entry.cost = extensions["cost"]["requestedQueryCost"]
         if admitted.error is not None:
             return self._result(
                 ExecutionResult(data=None, errors=[admitted.error], extensions=extensions),

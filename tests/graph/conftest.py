@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from graph import compiled
 from graph.app import create_app
 from graph.auth import issue_access_token
+from graph.context import Context
 from graph.settings import Settings
 
 SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
@@ -113,6 +114,30 @@ async def api(
 ) -> AsyncIterator[Api]:
     async for value in _api(settings, engine, connection):
         yield value
+
+
+@pytest.fixture
+async def cors_api(
+    settings: Settings, engine: AsyncEngine, connection: AsyncConnection
+) -> AsyncIterator[Api]:
+    """The API with one origin allowed to call it from a browser."""
+    cors = settings.model_copy(update={"cors_origins": ["https://app.example"]})
+    async for value in _api(cors, engine, connection):
+        yield value
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[Context]:
+    """The contexts that opened a session, in order."""
+    found: list[Context] = []
+    real = Context._opened
+
+    async def counted(self: Context) -> AsyncSession:
+        found.append(self)
+        return await real(self)
+
+    monkeypatch.setattr(Context, "_opened", counted)
+    return found
 
 
 # A real server process, for tests of real connections (tests/graph/live_server.py).

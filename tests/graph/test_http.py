@@ -13,7 +13,7 @@ import httpx
 import orjson
 import pytest
 from sqlalchemy import make_url, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from strawberry.types import ExecutionResult
 
 from db import api_keys
@@ -28,7 +28,7 @@ from graph.settings import Settings
 from graph.view import MAX_BODY_BYTES
 from tests import factories
 from tests.conftest import StatementCounter
-from tests.graph.conftest import Api, _api, token_for, without_cost
+from tests.graph.conftest import Api, token_for, without_cost
 
 
 async def test_a_json_post_answers_with_data_and_json_headers(
@@ -145,15 +145,6 @@ async def test_get_still_serves_graphiql(api: Api) -> None:
     assert page.status_code == 200
     assert "graphiql" in page.text.lower()
     # Operations over GET: see tests/graph/test_http_protocol.py.
-
-
-@pytest.fixture
-async def cors_api(
-    settings: Settings, engine: AsyncEngine, connection: AsyncConnection
-) -> AsyncIterator[Api]:
-    cors = settings.model_copy(update={"cors_origins": ["https://app.example"]})
-    async for value in _api(cors, engine, connection):
-        yield value
 
 
 async def test_cors_headers_wrap_the_graphql_route(cors_api: Api) -> None:
@@ -321,16 +312,8 @@ async def test_a_connection_the_server_ended_is_replaced_not_reused(
 
 
 async def test_a_session_is_opened_only_when_needed_and_closed_after_the_answer(
-    committed_db: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    committed_db: str, settings: Settings, monkeypatch: pytest.MonkeyPatch, opened: list[Context]
 ) -> None:
-    opened: list[Context] = []
-    real = Context._opened
-
-    async def counted(self: Context) -> AsyncSession:
-        opened.append(self)
-        return await real(self)
-
-    monkeypatch.setattr(Context, "_opened", counted)
     engine = make_engine(committed_db)
     try:
         async with AsyncSession(engine) as session:
@@ -380,16 +363,8 @@ def test_an_answer_the_encoder_refuses_is_a_masked_error(settings: Settings) -> 
 
 
 async def test_an_api_keys_compiled_query_needs_no_session(
-    committed_db: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    committed_db: str, settings: Settings, monkeypatch: pytest.MonkeyPatch, opened: list[Context]
 ) -> None:
-    opened: list[Context] = []
-    real = Context._opened
-
-    async def counted(self: Context) -> AsyncSession:
-        opened.append(self)
-        return await real(self)
-
-    monkeypatch.setattr(Context, "_opened", counted)
     engine = make_engine(committed_db)
     try:
         async with AsyncSession(engine) as session:

@@ -64,28 +64,19 @@ async def test_production_serves_no_graphiql(production: Api) -> None:
     assert page.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
 
 
-@pytest.fixture
-async def cors(
-    settings: Settings, engine: AsyncEngine, connection: AsyncConnection
-) -> AsyncIterator[Api]:
-    allowed = settings.model_copy(update={"cors_origins": ["https://app.example"]})
-    async for value in _api(allowed, engine, connection):
-        yield value
-
-
-async def test_a_preflight_is_answered_for_allowed_origins_only(cors: Api) -> None:
+async def test_a_preflight_is_answered_for_allowed_origins_only(cors_api: Api) -> None:
     request = {
         "access-control-request-method": "POST",
         "access-control-request-headers": "authorization, content-type, apollo-require-preflight",
     }
-    allowed = await cors.client.options(
+    allowed = await cors_api.client.options(
         "/graphql", headers={**request, "origin": "https://app.example"}
     )
     assert allowed.status_code == 200
     assert allowed.headers["access-control-allow-origin"] == "https://app.example"
     assert "apollo-require-preflight" in allowed.headers["access-control-allow-headers"].lower()
     assert int(allowed.headers["access-control-max-age"]) > 0
-    refused = await cors.client.options(
+    refused = await cors_api.client.options(
         "/graphql", headers={**request, "origin": "https://evil.example"}
     )
     assert refused.status_code == 400
