@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -175,13 +176,14 @@ def test_a_session_that_leaves_processes_running_fails_and_ends_them(tmp_path: P
     (tmp_path / "test_leaky.py").write_text(LEAKY_TESTS)
     basetemp = tmp_path / "basetemp"
     command = [sys.executable, "-m", "pytest", "-p", "tests.conftest", "-c", "pyproject.toml"]
-    command += ["--basetemp", str(basetemp), "-q", str(tmp_path / "test_leaky.py")]
+    command += ["-n", "0", "--basetemp", str(basetemp), "-q", str(tmp_path / "test_leaky.py")]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     assert "1 passed, 1 error" in result.stdout, result.stdout[-3000:]
     assert "the session left processes running (now ended)" in result.stdout
     assert "bin/postgres -D" in result.stdout and "sleep 120" in result.stdout
     assert not postmasters(basetemp)
-    (sleeper,) = [line for line in result.stdout.splitlines() if line.endswith(" sleep 120")]
-    pid = int(sleeper.split()[-3])
+    # The report names each process once as "<pid> <command line>"; the assertion's repr
+    # may repeat it, so the pids are collected, not the lines.
+    (pid,) = {int(pid) for pid in re.findall(r"\b(\d+) sleep 120\b", result.stdout)}
     assert not psutil.pid_exists(pid) or ended(psutil.Process(pid))
