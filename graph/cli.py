@@ -274,9 +274,15 @@ def serve(
 def websocket_options(settings: Settings) -> dict[str, Any]:
     """Uvicorn's WebSocket options from the settings: the protocol that closes with 1001 on
     shutdown, the message size cap (1009 beyond it), and pings that end the connections of
-    clients that vanished without a close frame (and with them their subscriptions)."""
+    clients that vanished without a close frame (and with them their subscriptions).
+
+    Without per-message compression: an event goes to every subscriber of its group, and
+    compressing it once per connection (each has its own compression context) cost more CPU
+    than everything else of its delivery (bench/README.md, live events).
+    """
     return {
         "ws": WEBSOCKET_PROTOCOL,
+        "ws_per_message_deflate": False,
         "ws_max_size": settings.ws_max_message_bytes,
         "ws_ping_interval": settings.ws_ping_interval,
         "ws_ping_timeout": settings.ws_ping_interval,

@@ -261,7 +261,13 @@ class Events:
     async def __anext__(self) -> ExecutionResult:
         if self.closed:
             raise StopAsyncIteration
-        result = await self.subscriber.queue.get()
+        try:
+            result = await self.subscriber.queue.get()
+        except BaseException:
+            # Cancelled while waiting (the client went): a reader that is cancelled does not
+            # close what it reads.
+            await self.aclose()
+            raise
         if result is None:
             await self.aclose()
             raise StopAsyncIteration

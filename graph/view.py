@@ -294,6 +294,11 @@ class GraphQLView(GraphQLRouter[Context, None]):
         # Every path is the app's own route (see `mount`), not the router's.
         self.routes.clear()
 
+    def encode_json(self, data: object) -> str:
+        # Every WebSocket message and multipart part, as text (a text frame: bytes would be
+        # a binary one, which GraphQL WebSocket clients do not read).
+        return orjson.dumps(data).decode()
+
     async def render_graphql_ide(self, request: Request) -> Response:
         # GraphiQL from the server's own files (graph/graphiql.py), not from a CDN.
         return graphiql.page()
