@@ -141,7 +141,7 @@ class Live:
         query_key: tuple[str, str | None],
         variables: dict[str, Any] | None,
     ) -> Stream:
-        workspace_id, project_id, coerced = self._arguments(operation, variables)
+        workspace_id, project_id = self._arguments(operation, variables)
         await context.authenticate()
         principal = context.principal
         if context.auth_error is not None:
@@ -155,7 +155,7 @@ class Live:
         try:
             # Checked now, with any event id: a request the statement refuses (its variables)
             # is refused before it joins.
-            compiled.statement(self.schema, operation, principal, coerced, extra={EVENT_PARAM: 0})
+            compiled.statement(self.schema, operation, principal, variables, extra={EVENT_PARAM: 0})
         except compiled.Fallback:
             raise _Refusal(
                 _refused("This subscription cannot be served.", ErrorCode.BAD_USER_INPUT)
@@ -205,10 +205,9 @@ class Live:
 
     def _arguments(
         self, operation: compiled.Operation, variables: dict[str, Any] | None
-    ) -> tuple[int, int | None, dict[str, Any]]:
-        """The workspace and project of `taskEvents` and the coerced variables."""
+    ) -> tuple[int, int | None]:
+        """The workspace and project of `taskEvents`."""
         definitions = operation.operation.variable_definitions or ()
-        coerced: dict[str, Any] = {}
         values: Any = None
         if definitions:
             values = get_variable_values(self.schema, definitions, variables or {})
@@ -216,7 +215,6 @@ class Live:
                 raise _Refusal(
                     PreExecutionError(data=None, errors=classify_all(values, debug=self.debug))
                 )
-            coerced = values.coerced
         (field,) = [
             s for s in operation.operation.selection_set.selections if isinstance(s, FieldNode)
         ] or [None]
@@ -232,7 +230,7 @@ class Live:
             )
         except (GraphQLError, InvalidArgument) as exc:
             raise _Refusal(_refused(str(exc), ErrorCode.BAD_USER_INPUT)) from None
-        return workspace_id, project_id, coerced
+        return workspace_id, project_id
 
 
 class _Refusal(Exception):

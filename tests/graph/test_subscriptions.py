@@ -407,3 +407,32 @@ async def test_an_event_costs_one_statement_per_group_not_per_subscriber(
             "False/None": 100,  # the API key: no member, no e-mails
         }
     await writer.dispose()
+
+
+async def test_variables_shape_the_event_and_make_their_own_group(
+    live: LiveApp, seeded: Seeded
+) -> None:
+    document = """
+    subscription Maybe($workspace: ID!, $withTask: Boolean!) {
+      taskEvents(workspaceId: $workspace) {
+        kind
+        ... on TaskEvent @include(if: $withTask) { task { title } }
+        __typename
+      }
+    }"""
+    async with socket_to(live.ws) as ws:
+        await ws.init(bearer(seeded.tokens["viewer"]))
+        for flag in (True, False):
+            variables = {"workspace": seeded.workspace, "withTask": flag}
+            await ws.subscribe(str(flag), document, variables)
+        await live.until_subscribed(2)
+        assert live.hub is not None and len(live.hub.groups) == 2
+        await _create(live, seeded, "Shaped")
+        received = {}
+        for _ in range(2):
+            message = await ws.next_message()
+            received[message["id"]] = message["payload"]["data"]["taskEvents"]
+    assert received == {
+        "True": {"kind": "CREATED", "task": {"title": "Shaped"}, "__typename": "TaskEvent"},
+        "False": {"kind": "CREATED", "__typename": "TaskEvent"},
+    }
