@@ -23,6 +23,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psutil
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -175,7 +176,7 @@ async def _client(url: str, share: list[tuple[str, str]], seconds: float, out: A
             ready.set()
             async for raw in ws:
                 received = time.time()
-                message = json.loads(raw)
+                message = orjson.loads(raw)
                 if message.get("type") != "next":
                     continue
                 data = message["payload"].get("data")
