@@ -46,7 +46,7 @@ from strawberry.types.graphql import OperationType
 
 from db import prepared
 from db.principals import Principal
-from graph import compiled, graphiql, request_log
+from graph import compiled, graphiql, request_log, tracing
 from graph.admission import Admission
 from graph.context import Context, Resources, Run
 from graph.errors import ErrorCode, classify_all
@@ -260,7 +260,12 @@ class GraphQLView(GraphQLRouter[Context, None]):
     async def serve(self, request: Request) -> Response:
         headers = _Headers(request.scope["headers"])
         entry = request_log.Entry(request_log.request_id(headers.get("x-request-id")))
-        with request_log.logged(entry):
+        resources = self.resources
+        with (
+            request_log.logged(entry),
+            resources.metrics.measured(entry),
+            tracing.operation(resources.tracer, entry),
+        ):
             response = await self._serve(request, headers, entry)
             entry.status = response.status_code
             response.raw_headers.append((b"x-request-id", entry.request_id.encode()))
@@ -339,7 +344,11 @@ class GraphQLView(GraphQLRouter[Context, None]):
         operation = self.compiler.lookup(query, params.operation_name)
         if operation is not None:
             try:
-                data = await self._compiled(context, operation, params.variables)
+                data = await tracing.within(
+                    self.resources.tracer,
+                    "graphql.compiled",
+                    self._compiled(context, operation, params.variables),
+                )
             except Exception as exc:
                 # No connection to be had (the pool timed out, the database is down) or the
                 # statement timed out: the answer, masked like any other fault, not a reason
