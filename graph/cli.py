@@ -26,6 +26,9 @@ err = Console(stderr=True)
 out = Console()
 
 DEMO_PASSWORD = "taskgraph-demo"  # noqa: S105 - the published password of the demo data
+# How long the supervisor of several workers waits for a worker's answer before it takes the
+# worker for hung and starts another.
+WORKER_HEALTHCHECK_SECONDS = 60
 # Uvicorn's WebSocket protocol, but closing with 1001 when the server stops.
 WEBSOCKET_PROTOCOL = "graph.websocket_protocol:GoingAwayWebSocketProtocol"
 
@@ -307,6 +310,11 @@ def serve(
             log_level=settings.log_level.lower(),
             # Typed int by uvicorn; it takes any number of seconds (asyncio.wait_for).
             timeout_graceful_shutdown=settings.shutdown_timeout,  # type: ignore[arg-type]
+            # A worker answers the supervisor's pings only once it has imported this module
+            # (multiprocessing's spawn imports the parent's main module first): on a loaded
+            # machine that took more than uvicorn's 5 s, and every worker was killed and
+            # started again, over and over.
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
         )
 
 
