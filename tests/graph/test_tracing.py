@@ -4,12 +4,15 @@ continued, and no secret in any span."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
 
 import httpx
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -261,3 +264,67 @@ async def test_no_span_holds_a_secret(traced: Traced) -> None:
         assert secret not in text
     gets = [s for s in spans if s.name == "GET /graphql"]
     assert gets[0].attributes["url.query"] == "query=REDACTED"
+
+
+class _Collector(BaseHTTPRequestHandler):
+    """An OTLP/HTTP collector on loopback that keeps what it is sent."""
+
+    received: ClassVar[list[tuple[str, bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        self.received.append((self.path, body))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+async def test_spans_go_to_the_otlp_endpoint_when_it_is_set(
+    settings: Settings, committed_db: str
+) -> None:
+    collector = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    thread = threading.Thread(target=collector.serve_forever, daemon=True)
+    thread.start()
+    _Collector.received.clear()
+    endpoint = f"http://127.0.0.1:{collector.server_address[1]}"
+    try:
+        app = create_app(
+            settings.model_copy(
+                update={"database_url": committed_db, "otel_exporter_otlp_endpoint": endpoint}
+            )
+        )
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                response = await client.post(
+                    "/graphql", json={"query": "query Ping { __typename }"}
+                )
+                assert response.status_code == 200
+        # Leaving the lifespan sent the spans still in the batch.
+    finally:
+        collector.shutdown()
+        thread.join()
+    assert [path for path, _ in _Collector.received] == ["/v1/traces"]
+    sent = ExportTraceServiceRequest.FromString(_Collector.received[0][1])
+    (resource,) = sent.resource_spans
+    service = {a.key: a.value.string_value for a in resource.resource.attributes}
+    assert service["service.name"] == "taskgraph"
+    names = {span.name for scope in resource.scope_spans for span in scope.spans}
+    assert {"POST /graphql", "query Ping"} <= names
+
+
+def test_without_an_endpoint_nothing_is_traced(settings: Settings) -> None:
+    production = settings.model_copy(update={"database_url": "postgresql+asyncpg://x/y"})
+
+    def traced_by(app: Any) -> list[Any]:
+        view = app.state.graphql_view
+        built = [extension() for extension in view.schema.extensions]
+        return [view.resources.tracer, *(e for e in built if isinstance(e, tracing.Spans))]
+
+    assert traced_by(create_app(production)) == [None]
+    with_provider = create_app(production, tracer_provider=tracing.make_provider())
+    assert all(traced_by(with_provider)) and len(traced_by(with_provider)) == 2
