@@ -6,16 +6,17 @@ A request's trace:
     │                              support); continues the caller's `traceparent`
     └─ query Board                 the operation (graph/view.py): graphql.operation.name and
        │                           .type, the request id, status, statements, error codes
-       ├─ graphql.compiled         a compiled read (graph/compiled.py): one statement
-       │  └─ SELECT taskgraph      (parsed and validated once per document, not per request)
+       ├─ graphql.compiled         a compiled read (graph/compiled.py), parsed and validated
+       │  └─ WITH                  once per document: its one statement
        │
        ├─ graphql.parse            or the schema's execution, on the resolvers' path
        ├─ graphql.validate
        └─ graphql.execute
-          ├─ Query.workspaces      each root field's resolver (their I/O; nested fields only
-          │  └─ SELECT taskgraph   read through loaders)
-          └─ loader Workspace.projects   each loader batch (graph/loaders.py)
-             └─ SELECT taskgraph   every SQL statement: SQLAlchemy's OpenTelemetry
+          ├─ SELECT                the authentication's statement
+          ├─ Query.workspace       each root field's resolver (nested fields read through
+          │  └─ loader ...         loaders)
+          └─ loader Project.tasks pages   each loader batch (graph/loaders.py)
+             └─ SELECT             every SQL statement: SQLAlchemy's OpenTelemetry
                                    instrumentation, and db/statement_spans.py for the reads
                                    sent to asyncpg directly
 
@@ -23,13 +24,20 @@ Like the request log, a span holds no variable, no query text, no credential: th
 has its values as parameters, and the query string of a GET is recorded with its values
 redacted. /healthz, /readyz and /metrics are not traced.
 
+Strawberry's own OpenTelemetryExtension is not used: it records the query text and every
+resolver's arguments as attributes (a log-in's password among them), spans every resolver of
+every object, and never sees the compiled path, which answers before the schema runs.
+`Spans` below keeps its hooks but spans only the root fields.
+
 The OTel SDK reads its other settings from the environment: OTEL_SERVICE_NAME (default
 `taskgraph`), OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS, OTEL_TRACES_SAMPLER and
 OTEL_TRACES_SAMPLER_ARG, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT; OTEL_SDK_DISABLED=true turns
 tracing off. Only the `http/protobuf` protocol is shipped (the collector's port 4318).
 
 Without an endpoint nothing here is built: the schema has no tracing extension, the engine
-no listener, FastAPI's telemetry is off, and the view and the loaders test `tracer is None`.
+no listener, FastAPI's telemetry is off, and the view and the loaders test `tracer is None`
+(bench/README.md measures both). With one, every span costs CPU on the worker (about 0.9 ms
+per compiled board request, export included): sample with OTEL_TRACES_SAMPLER.
 """
 
 from __future__ import annotations
