@@ -15,7 +15,8 @@ saves the `BEGIN` and `ROLLBACK` round trips; once a write has begun a transacti
 reads run inside it and see its changes. Locking reads (`FOR UPDATE`) stay on the session.
 
 Listeners of SQLAlchemy's `before_cursor_execute` see these statements too, so statement
-counts (tests, `bench/`) stay truthful.
+counts (tests, `bench/`) stay truthful; on a traced engine each gets its span
+(db/statement_spans.py).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.util import greenlet_spawn
+
+from db import statement_spans
 
 _DIALECT = PGDialect_asyncpg()
 # Shapes vary with filters and sort orders, whose values are part of the key; a bound keeps a
@@ -126,16 +129,18 @@ def arguments(compiled: Shape, params: dict[str, Any]) -> list[Any]:
 async def fetch(session: AsyncSession, compiled: Shape, **params: Any) -> list[Row]:
     """Run a compiled shape with its per-call parameters; every named parameter must be given."""
     args = arguments(compiled, params)
-    driver = await _announced(session, compiled.sql, args)
+    driver, engine = await _announced(session, compiled.sql, args)
     async with _guarded(session, driver):
-        return await driver.fetch(compiled.sql, *args, record_class=Row)  # type: ignore[no-any-return]
+        with statement_spans.span(engine, compiled.sql):
+            return await driver.fetch(compiled.sql, *args, record_class=Row)  # type: ignore[no-any-return]
 
 
 async def value(session: AsyncSession, sql: str, args: Sequence[Any]) -> Any:
     """The single value of a statement written as SQL with positional parameters."""
-    driver = await _announced(session, sql, args)
+    driver, engine = await _announced(session, sql, args)
     async with _guarded(session, driver):
-        return await driver.fetchval(sql, *args)
+        with statement_spans.span(engine, sql):
+            return await driver.fetchval(sql, *args)
 
 
 def ends_connection(error: BaseException, driver: asyncpg.Connection) -> bool:
@@ -184,7 +189,8 @@ class Pooled:
         """`value`, on this connection."""
         self._announce(sql, args)
         try:
-            return await self.driver.fetchval(sql, *args)
+            with statement_spans.span(self.engine.sync_engine, sql):
+                return await self.driver.fetchval(sql, *args)
         except Exception as error:
             self._failed(error)
             raise
@@ -194,7 +200,8 @@ class Pooled:
         args = arguments(compiled, params)
         self._announce(compiled.sql, args)
         try:
-            return await self.driver.fetch(compiled.sql, *args, record_class=Row)  # type: ignore[no-any-return]
+            with statement_spans.span(self.engine.sync_engine, compiled.sql):
+                return await self.driver.fetch(compiled.sql, *args, record_class=Row)  # type: ignore[no-any-return]
         except Exception as error:
             self._failed(error)
             raise
@@ -229,14 +236,18 @@ async def connection(engine: AsyncEngine) -> AsyncIterator[Pooled]:
         await greenlet_spawn(pooled.close)
 
 
-async def _announced(session: AsyncSession, sql: str, args: Sequence[Any]) -> asyncpg.Connection:
-    """The session's asyncpg connection, after telling statement listeners what will run."""
+async def _announced(
+    session: AsyncSession, sql: str, args: Sequence[Any]
+) -> tuple[asyncpg.Connection, Any]:
+    """The session's asyncpg connection and engine, after telling statement listeners what
+    will run."""
     sync_connection, driver = await _driver(session)
-    if sync_connection._has_events or sync_connection.engine._has_events:
+    engine = sync_connection.engine
+    if sync_connection._has_events or engine._has_events:
         sync_connection.dispatch.before_cursor_execute(
             sync_connection, None, sql, tuple(args), None, False
         )
-    return driver
+    return driver, engine
 
 
 async def rows(

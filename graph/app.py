@@ -1,26 +1,30 @@
 """The ASGI application: /graphql (GraphiQL on GET in a browser, its files under /graphiql/,
-WebSockets for subscriptions), /healthz, /readyz."""
+WebSockets for subscriptions), /healthz, /readyz, /metrics."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from db import live_events, migrations, prepared
+from db import live_events, migrations, prepared, statement_spans
 from db.engine import PoolSettings, make_engine, make_session_factory
 from db.errors import Unavailable
-from graph import request_log
+from graph import request_log, tracing
 from graph.context import Resources, Run
 from graph.graphiql import mount_files
+from graph.metrics import Metrics
 from graph.pubsub import Hub
 from graph.schema import build_schema
 from graph.settings import Settings, SettingsError, load_settings
@@ -34,24 +38,35 @@ def create_app(
     *,
     engine: AsyncEngine | None = None,
     session_factory: Callable[[], AsyncSession] | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
     """Build the app. `settings.database_url` and `settings.secret_key` must be resolved
     (the CLI does that for the embedded database). Tests pass a `session_factory` bound to
-    a connection whose transaction they roll back."""
+    a connection whose transaction they roll back, and a `tracer_provider` of their own
+    (else traces go where OTEL_EXPORTER_OTLP_ENDPOINT says, or nowhere)."""
     if settings.database_url is None and engine is None:
         raise SettingsError("DATABASE_URL is required to build the app")
     if not settings.secret_key:
         raise SettingsError("SECRET_KEY is required when DATABASE_URL is set")
     secret_key = settings.secret_key
-    engine = engine or make_engine(
-        settings.database_url or "",
-        PoolSettings(
-            size=settings.pool_size,
-            max_overflow=settings.max_overflow,
-            timeout=settings.pool_timeout,
-            statement_timeout_ms=settings.statement_timeout_ms,
-        ),
-    )
+    metrics = Metrics.from_settings(settings)
+    if engine is None:
+        engine = make_engine(
+            settings.database_url or "",
+            PoolSettings(
+                size=settings.pool_size,
+                max_overflow=settings.max_overflow,
+                timeout=settings.pool_timeout,
+                statement_timeout_ms=settings.statement_timeout_ms,
+            ),
+        )
+        # An engine given belongs to its caller (the tests share one between many apps).
+        metrics.watch_pool(engine)
+    provider = tracer_provider or tracing.provider_from_settings(settings)
+    tracer = None
+    if provider is not None:
+        tracer = provider.get_tracer("taskgraph")
+        statement_spans.trace_statements(engine, provider)
     sessions = session_factory or make_session_factory(engine)
     # Requests queue here, first come first served, for one of the pool's kept connections.
     # The pool's own queue lets a newcomer take a connection that a waiter was woken for, so
@@ -64,7 +79,8 @@ def create_app(
     async def turn() -> AsyncIterator[None]:
         if gate.locked():
             try:
-                await asyncio.wait_for(gate.acquire(), settings.pool_timeout)
+                with metrics.queued():
+                    await asyncio.wait_for(gate.acquire(), settings.pool_timeout)
             except TimeoutError:
                 # Every connection stayed busy as long as the pool would have waited.
                 raise Unavailable(
@@ -110,6 +126,8 @@ def create_app(
         open_reader=open_reader,
         # Tests' sessions share one connection and its transaction: everything goes there.
         open_pooled=open_pooled if session_factory is None else None,
+        metrics=metrics,
+        tracer=tracer,
     )
 
     @asynccontextmanager
@@ -120,6 +138,10 @@ def create_app(
         await engine.dispose()
         if resources.limiters is not None:
             await resources.limiters.aclose()
+        metrics.close()
+        if provider is not None and tracer_provider is None:
+            # Sends the spans still waiting (the exporter's own timeout bounds it).
+            await asyncio.to_thread(provider.shutdown)
 
     app = FastAPI(
         title="Taskgraph",
@@ -128,8 +150,11 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        telemetry=tracing.fastapi_telemetry(provider),
     )
-    schema = build_schema(debug=settings.debug, introspection=settings.introspection_enabled)
+    schema = build_schema(
+        debug=settings.debug, introspection=settings.introspection_enabled, tracer=tracer
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -163,6 +188,7 @@ def create_app(
     if settings.graphiql_enabled:
         mount_files(app)
     app.state.engine = engine
+    app.state.metrics = metrics
     request_log.count_statements(engine)
 
     @app.get("/healthz", include_in_schema=False)
@@ -173,7 +199,9 @@ def create_app(
     async def readyz() -> JSONResponse:
         """Ready to serve: the database answers and is migrated to the code's head."""
         try:
-            reason = await migrations.behind(engine)
+            # Probes are not traced (graph/tracing.py): nor are their statements.
+            with suppress_instrumentation():
+                reason = await migrations.behind(engine)
         except Exception as exc:
             logger.warning("Readiness check failed: the database is unreachable (%s)", exc)
             reason = "the database cannot be reached"
@@ -181,7 +209,33 @@ def create_app(
             return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
         return JSONResponse({"status": "ok"})
 
+    if metrics.enabled:
+        mount_metrics(app, metrics, settings)
     return app
+
+
+def mount_metrics(app: FastAPI, metrics: Metrics, settings: Settings) -> None:
+    """/metrics for Prometheus: open, or only with `Authorization: Bearer <METRICS_TOKEN>`."""
+    token = None
+    if settings.metrics_access == "token" and settings.metrics_token is not None:
+        token = ("Bearer " + settings.metrics_token.get_secret_value()).encode()
+
+    @app.get("/metrics", include_in_schema=False)
+    async def scrape(request: Request) -> Response:
+        if token is not None:
+            given = request.headers.get("authorization", "").encode("latin-1")
+            if not hmac.compare_digest(given, token):
+                return JSONResponse(
+                    {"detail": "/metrics needs `Authorization: Bearer <METRICS_TOKEN>`."},
+                    status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+                )
+        # Reading every worker's files and writing the text takes milliseconds: not on the
+        # event loop that serves requests.
+        body, media_type = await asyncio.to_thread(
+            metrics.exposition, request.headers.get("accept")
+        )
+        return Response(body, media_type=media_type)
 
 
 def tune_garbage_collector() -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +26,9 @@ err = Console(stderr=True)
 out = Console()
 
 DEMO_PASSWORD = "taskgraph-demo"  # noqa: S105 - the published password of the demo data
+# How long the supervisor of several workers waits for a worker's answer before it takes the
+# worker for hung and starts another.
+WORKER_HEALTHCHECK_SECONDS = 60
 # Uvicorn's WebSocket protocol, but closing with 1001 when the server stops.
 WEBSOCKET_PROTOCOL = "graph.websocket_protocol:GoingAwayWebSocketProtocol"
 
@@ -142,6 +147,39 @@ def _database(settings: Settings, stops: _StopSignals) -> Iterator[str]:
             stop(pgdata)
 
 
+@contextmanager
+def _metrics_files(settings: Settings) -> Iterator[None]:
+    """The folder where every worker keeps its metrics (prometheus-client's multiprocess
+    mode, graph/metrics.py), emptied before the workers start and after they stop: values of
+    an earlier run would be added to this one's. PROMETHEUS_MULTIPROC_DIR names it, else a
+    temporary folder is made and removed. Set before any worker imports prometheus_client,
+    which reads it once."""
+    if settings.metrics_access == "off":
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        yield
+        return
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        folder = Path(given)
+        folder.mkdir(parents=True, exist_ok=True)
+        _clear_metrics(folder)
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="taskgraph-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    try:
+        yield
+    finally:
+        if given:
+            _clear_metrics(folder)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _clear_metrics(folder: Path) -> None:
+    for path in folder.glob("*.db"):
+        path.unlink(missing_ok=True)
+
+
 def _migrate(url: str, revision: str = "head") -> None:
     from db.migrations import upgrade_sync
 
@@ -230,7 +268,7 @@ def serve(
     request_log.configure(settings.log_level, settings.log_format)
     secret_key = _secret_key(settings)
     stops = _StopSignals()
-    with stops.installed(), _database(settings, stops) as url:
+    with stops.installed(), _database(settings, stops) as url, _metrics_files(settings):
         _migrate(url)
         stops.check()
         if settings.embedded and demo and asyncio.run(_user_count(url)) == 0:
@@ -249,8 +287,12 @@ def serve(
         # workers would take the embedded database for production's.
         os.environ["GRAPHIQL"] = str(settings.graphiql_enabled).lower()
         os.environ["INTROSPECTION"] = str(settings.introspection_enabled).lower()
+        os.environ["METRICS"] = settings.metrics_access
         graphiql = " (GraphiQL: open it in a browser)" if settings.graphiql_enabled else ""
         out.print(f"GraphQL API on http://{host}:{port}/graphql{graphiql}")
+        if settings.metrics_access != "off":
+            token = " (with METRICS_TOKEN)" if settings.metrics_access == "token" else ""
+            out.print(f"Metrics on http://{host}:{port}/metrics{token}")
         stops.check()
         uvicorn.run(
             "graph.app:app_from_env",
@@ -268,6 +310,11 @@ def serve(
             log_level=settings.log_level.lower(),
             # Typed int by uvicorn; it takes any number of seconds (asyncio.wait_for).
             timeout_graceful_shutdown=settings.shutdown_timeout,  # type: ignore[arg-type]
+            # A worker answers the supervisor's pings only once it has imported this module
+            # (multiprocessing's spawn imports the parent's main module first): on a loaded
+            # machine that took more than uvicorn's 5 s, and every worker was killed and
+            # started again, over and over.
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
         )
 
 

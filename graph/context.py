@@ -30,9 +30,12 @@ from db import api_keys, prepared
 from db.errors import Unauthenticated
 from db.principals import ANONYMOUS, Principal, Viewer
 from graph.auth import api_key_of, authenticate, token_user
+from graph.metrics import NO_METRICS, Metrics
 from graph.rate_limits import Limiters
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
     from graph.loaders import Loaders
     from graph.settings import Settings
 
@@ -58,6 +61,10 @@ class Resources:
     # The rate limits (graph/rate_limits.py); built from the settings when not given, so
     # that each app has buckets of its own.
     limiters: Limiters | None = None
+    # The app's metrics (graph/metrics.py); off unless the app turns them on.
+    metrics: Metrics = NO_METRICS
+    # Spans of requests, loader batches and resolvers (graph/tracing.py); None: no tracing.
+    tracer: Tracer | None = None
 
     def __post_init__(self) -> None:
         if self.limiters is None:

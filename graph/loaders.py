@@ -18,6 +18,7 @@ from strawberry.dataloader import DataLoader
 from db import read_types
 from db.descriptions import ListArgs
 from db.pagination import Page, PageArgs
+from graph.tracing import within
 
 if TYPE_CHECKING:
     from graph.context import Context
@@ -54,18 +55,22 @@ class Loaders:
             delattr(self, name)
         self._keyed.clear()
 
-    def _loader(self, fn: Batch, *leading: Any, default: Any = None) -> DataLoader[Any, Any]:
+    def _loader(
+        self, name: str, fn: Batch, *leading: Any, default: Any = None
+    ) -> DataLoader[Any, Any]:
         ctx = self._ctx
+        tracer = ctx.resources.tracer
+        span = f"loader {name}"
 
         async def load(keys: Sequence[Any]) -> list[Any]:
-            found = await ctx.db(fn, *leading, list(keys))
+            found = await within(tracer, span, ctx.db(fn, *leading, list(keys)))
             return [found.get(key, default) for key in keys]
 
         return Loader(load_fn=load)
 
     # Objects by id, scoped to what the principal may read (db.read_types.rows_by_ids).
     def _by_id(self, type_name: str) -> DataLoader[int, Any]:
-        return self._loader(read_types.rows_by_ids, type_name, self._ctx.principal)
+        return self._loader(type_name, read_types.rows_by_ids, type_name, self._ctx.principal)
 
     @cached_property
     def user(self) -> DataLoader[int, Any]:
@@ -113,11 +118,13 @@ class Loaders:
 
     # Lists per parent, keyed by their arguments.
     def keyed(
-        self, key: Hashable, fn: Batch, *leading: Any, default: Any = None
+        self, key: tuple[Any, ...], fn: Batch, *leading: Any, default: Any = None
     ) -> DataLoader[Any, Any]:
+        """The loader of `key`: (what it loads, the type's name, the field's name, ...)."""
         loader = self._keyed.get(key)
         if loader is None:
-            loader = self._keyed[key] = self._loader(fn, *leading, default=default)
+            name = f"{key[1]}.{key[2]}" if key[0] == "related" else f"{key[1]}.{key[2]} {key[0]}"
+            loader = self._keyed[key] = self._loader(name, fn, *leading, default=default)
         return loader
 
     def pages(self, type_name: str, field: str, args: ListArgs) -> DataLoader[int, Page]:

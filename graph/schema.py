@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
@@ -26,10 +26,13 @@ from graph.mutations.labels import LabelMutations
 from graph.mutations.projects import ProjectMutations
 from graph.mutations.tasks import TaskMutations
 from graph.mutations.workspaces import WorkspaceMutations
+from graph.tracing import Spans
 from graph.types.query import Query
 from graph.types.task_event import Subscription
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
     from graph.subscriptions import Live
 
 
@@ -223,16 +226,23 @@ def _without_suggestions(error: GraphQLError) -> GraphQLError:
     return error if message == error.message else rebuilt(error, message)
 
 
-def build_schema(*, debug: bool = False, introspection: bool = True) -> strawberry.Schema:
+def build_schema(
+    *, debug: bool = False, introspection: bool = True, tracer: Tracer | None = None
+) -> strawberry.Schema:
     """The schema; without `introspection`, `__schema` and `__type` are refused by validation
-    and errors suggest no names (`__typename` stays: clients need it)."""
+    and errors suggest no names (`__typename` stays: clients need it). With a `tracer`, its
+    execution has spans (graph/tracing.py); without, no hook of it runs."""
     validated: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
     extra_rules = () if introspection else (NoSchemaIntrospectionCustomRule,)
+    traced: list[Callable[[], SchemaExtension]] = []
+    if tracer is not None:
+        traced.append(lambda: Spans(tracer))
     return TaskgraphSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         extensions=[
+            *traced,
             Authentication,
             # Both caches are shared by every request of the process.
             lambda: ParserCache(maxsize=1000),

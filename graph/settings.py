@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -79,6 +79,29 @@ class Settings(BaseSettings):
         default=True,
         description="Refuse GET requests that a page of another site could send from a "
         "browser (no JSON content type and no preflight header).",
+    )
+
+    # Prometheus metrics at /metrics (graph/metrics.py).
+    metrics: Literal["off", "open", "token"] | None = Field(
+        default=None,
+        description="/metrics: off, open, or token (a bearer token, METRICS_TOKEN). Unset: "
+        "token when METRICS_TOKEN is set, else open for the embedded database or DEBUG, off "
+        "with DATABASE_URL (production).",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, min_length=16, description="The bearer token /metrics asks for."
+    )
+    metrics_operation_names: int = Field(
+        default=100,
+        ge=0,
+        le=10_000,
+        description="Operation names each worker labels metrics with; later names are counted "
+        "as (other).",
+    )
+    # OpenTelemetry traces (graph/tracing.py): exported over OTLP/HTTP when set.
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP collector, e.g. http://127.0.0.1:4318. Unset: no tracing.",
     )
 
     # Limits checked before an operation runs (graph/query_limits.py, graph/query_cost.py).
@@ -161,6 +184,36 @@ class Settings(BaseSettings):
             raise ValueError("must be a Redis URL, e.g. redis://127.0.0.1:6379/0")
         return value
 
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _lower_metrics(cls, value: object) -> object:
+        if value == "":
+            return None
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _empty_token_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("otel_exporter_otlp_endpoint", mode="before")
+    @classmethod
+    def _check_otlp_endpoint(cls, value: object) -> object:
+        if value in (None, ""):
+            return None
+        if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:4318")
+        return value
+
+    @model_validator(mode="after")
+    def _metrics_token_fits(self) -> Settings:
+        if self.metrics == "token" and self.metrics_token is None:
+            raise ValueError("METRICS=token needs METRICS_TOKEN")
+        if self.metrics == "open" and self.metrics_token is not None:
+            # Whoever set a token expects it to be asked for.
+            raise ValueError("METRICS=open would not ask for the METRICS_TOKEN that is set")
+        return self
+
     @model_validator(mode="after")
     def _cost_fits_bucket(self) -> Settings:
         # A query costing more than the bucket holds could never run.
@@ -184,6 +237,15 @@ class Settings(BaseSettings):
         # The zero set-up default is for developers; a server given its own database is
         # taken to be in production unless DEBUG says otherwise.
         return self.graphiql if self.graphiql is not None else self.embedded or self.debug
+
+    @property
+    def metrics_access(self) -> Literal["off", "open", "token"]:
+        """Who may read /metrics; unset, as GraphiQL: open in development, off in production."""
+        if self.metrics is not None:
+            return self.metrics
+        if self.metrics_token is not None:
+            return "token"
+        return "open" if self.embedded or self.debug else "off"
 
     @property
     def introspection_enabled(self) -> bool:

@@ -252,6 +252,8 @@ class Events:
         self.closed = False
         context.subscriptions += 1
         hub.reserve(subscriber.who)
+        self._counted = context.resources.metrics.subscription()
+        self._counted.__enter__()
 
     def __aiter__(self) -> Events:
         return self
@@ -276,3 +278,4 @@ class Events:
             self.closed = True
             self.hub.leave(self.subscriber)
             self.context.subscriptions -= 1
+            self._counted.__exit__(None, None, None)

@@ -54,7 +54,7 @@ from strawberry.types.graphql import OperationType
 
 from db import prepared
 from db.principals import Principal
-from graph import compiled, graphiql, request_log
+from graph import compiled, graphiql, request_log, tracing
 from graph.admission import Admission
 from graph.context import Context, Resources, Run
 from graph.errors import ErrorCode, classify_all
@@ -323,7 +323,8 @@ class GraphQLView(GraphQLRouter[Context, None]):
         context = Context(self.resources, websocket.headers.get("authorization"))
         context.request = websocket  # type: ignore[assignment]
         try:
-            await self.run(websocket, context=context, root_value=None)
+            with self.resources.metrics.websocket():
+                await self.run(websocket, context=context, root_value=None)
         finally:
             await context.close()
 
@@ -355,7 +356,12 @@ class GraphQLView(GraphQLRouter[Context, None]):
     async def serve(self, request: Request) -> Response:
         headers = _Headers(request.scope["headers"])
         entry = request_log.Entry(request_log.request_id(headers.get("x-request-id")))
-        with request_log.logged(entry):
+        resources = self.resources
+        with (
+            request_log.logged(entry),
+            resources.metrics.measured(entry),
+            tracing.operation(resources.tracer, entry),
+        ):
             response = await self._serve(request, headers, entry)
             entry.status = response.status_code
             response.raw_headers.append((b"x-request-id", entry.request_id.encode()))
@@ -437,7 +443,11 @@ class GraphQLView(GraphQLRouter[Context, None]):
         operation = self.compiler.lookup(query, params.operation_name)
         if operation is not None and operation.is_query:
             try:
-                data = await self._compiled(context, operation, params.variables)
+                data = await tracing.within(
+                    self.resources.tracer,
+                    "graphql.compiled",
+                    self._compiled(context, operation, params.variables),
+                )
             except Exception as exc:
                 # No connection to be had (the pool timed out, the database is down) or the
                 # statement timed out: the answer, masked like any other fault, not a reason

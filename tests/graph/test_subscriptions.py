@@ -4,6 +4,7 @@ with the subscriber's permissions, access changes taking effect at once, credent
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any
@@ -436,3 +437,39 @@ async def test_variables_shape_the_event_and_make_their_own_group(
         "True": {"kind": "CREATED", "task": {"title": "Shaped"}, "__typename": "TaskEvent"},
         "False": {"kind": "CREATED", "__typename": "TaskEvent"},
     }
+
+
+async def test_metrics_count_websockets_and_subscriptions(
+    settings: Settings, live_engine: AsyncEngine, seeded: Seeded
+) -> None:
+    measured = settings.model_copy(update={"metrics": "open"})
+
+    async def gauges(live: LiveApp) -> dict[str, float]:
+        async with httpx.AsyncClient(timeout=10) as client:
+            text_ = (await client.get(live.http.replace("/graphql", "/metrics"))).text
+        found = {}
+        for line in text_.splitlines():
+            for name in ("taskgraph_websocket_connections", "taskgraph_graphql_subscriptions"):
+                if line.startswith(name + " ") or line.startswith(name + "{"):
+                    found[name] = float(line.rsplit(" ", 1)[1])
+        return found
+
+    async with served(measured, live_engine) as live:
+        async with socket_to(live.ws) as ws:
+            await ws.init(bearer(seeded.tokens["viewer"]))
+            await ws.subscribe("1", EVENTS, {"workspace": seeded.workspace})
+            await ws.subscribe("2", EVENTS, {"workspace": seeded.workspace})
+            await live.until_subscribed(2)
+            assert await gauges(live) == {
+                "taskgraph_websocket_connections": 1,
+                "taskgraph_graphql_subscriptions": 2,
+            }
+        await live.until_subscribed(0)
+        for _ in range(100):
+            if (await gauges(live))["taskgraph_websocket_connections"] == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert await gauges(live) == {
+            "taskgraph_websocket_connections": 0,
+            "taskgraph_graphql_subscriptions": 0,
+        }
