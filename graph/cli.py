@@ -128,6 +128,7 @@ def _database(settings: Settings, stops: _StopSignals) -> Iterator[str]:
     an earlier run that died) for the block and stopped after it, unless another live
     process still uses it."""
     if settings.database_url:
+        _wait_for_database(settings.database_url, settings.database_wait_timeout)
         yield settings.database_url
         return
     from db.embedded import start, stop
@@ -140,6 +141,27 @@ def _database(settings: Settings, stops: _StopSignals) -> Iterator[str]:
     finally:
         with stops.held():
             stop(pgdata)
+
+
+def _wait_for_database(url: str, timeout: float) -> None:
+    """Start-up waits for the database (a server started beside it, restarting, failing
+    over): logged attempts with a growing delay, for at most `timeout` seconds; then one
+    line and exit status 1, no traceback."""
+    from db.connections import reason, wait_until_reachable
+    from db.errors import unavailable
+
+    try:
+        asyncio.run(wait_until_reachable(url, patience=timeout))
+    except Exception as exc:
+        if unavailable(exc):
+            message = (
+                f"The database cannot be reached ({reason(exc)}); gave up after {timeout:g} s "
+                "(DATABASE_WAIT_TIMEOUT)."
+            )
+        else:
+            message = f"Cannot connect to the database: {reason(exc)}"
+        err.print(f"[red]{message}[/red]", markup=True, highlight=False)
+        raise typer.Exit(1) from None
 
 
 def _migrate(url: str, revision: str = "head") -> None:
@@ -277,6 +299,7 @@ def migrate(
 ) -> None:
     """Apply database migrations up to REVISION."""
     settings = _settings()
+    request_log.configure(settings.log_level, settings.log_format)
     stops = _StopSignals()
     with stops.installed():
         with _database(settings, stops) as url:
@@ -290,6 +313,7 @@ def seed(
 ) -> None:
     """Fill an empty database with deterministic demo data."""
     settings = _settings()
+    request_log.configure(settings.log_level, settings.log_format)
     stops = _StopSignals()
     with stops.installed(), _database(settings, stops) as url:
         _migrate(url)
