@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 from sqlalchemy import event, exc
-from sqlalchemy.engine import Connection, ExceptionContext
+from sqlalchemy.engine import Connection, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
@@ -148,8 +148,9 @@ async def wait_until_reachable(
             if waited + delay > patience:
                 raise
             log.warning(
-                "The database cannot be reached (%s); attempt %d, trying again in %.2g s "
+                "The database at %s cannot be reached (%s); attempt %d, trying again in %.2g s "
                 "(%.0f of %.0f s waited)",
+                where(url),
                 reason(error),
                 attempt,
                 delay,
@@ -165,6 +166,11 @@ async def wait_until_reachable(
             return
         finally:
             await engine.dispose()
+
+
+def where(url: str) -> str:
+    """A database URL as it may be shown: without its password."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def reason(error: BaseException) -> str:

@@ -48,7 +48,13 @@ _UNREACHABLE = (
 
 # PostgreSQL ended the connection: shut down or restarting (57P01-57P03), a backend ended by
 # pg_terminate_backend or idle_session_timeout, a socket that closed under a statement.
+# A server ending a connection sends a FATAL error, then closes the socket; a statement sent
+# after asyncpg read the error but before it read the end of the stream is refused with
+# `InternalClientError` ("another operation is in progress"), before anything is sent. Every
+# connection here has one user at a time (graph/context.py, db/prepared.py), so that is the
+# only way to meet that error.
 _ENDED = (
+    asyncpg.InternalClientError,
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.PostgresConnectionError,
     asyncpg.AdminShutdownError,

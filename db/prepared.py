@@ -171,13 +171,8 @@ def ends_connection(error: BaseException, driver: asyncpg.Connection) -> bool:
 
 
 def _ended(error: BaseException, driver: asyncpg.Connection) -> bool:
-    """Whether PostgreSQL ended the connection (rather than refused the statement). The
-    `InternalClientError` of the race above is raised before anything is sent."""
-    return (
-        driver.is_closed()
-        or connection_ended(error)
-        or isinstance(error, asyncpg.InternalClientError)
-    )
+    """Whether PostgreSQL ended the connection (rather than refused the statement)."""
+    return driver.is_closed() or connection_ended(error)
 
 
 @asynccontextmanager
@@ -204,7 +199,7 @@ class Pooled:
 
     def __init__(self, engine: AsyncEngine, pooled: PoolProxiedConnection) -> None:
         self.engine = engine
-        self._pooled = pooled
+        self._pooled: PoolProxiedConnection | None = pooled
         self.driver: asyncpg.Connection = pooled.driver_connection
         self.broken = False
         self.answered = False
@@ -266,15 +261,17 @@ class Pooled:
         """Throw this connection away and go on with a fresh one from the pool."""
         self.broken = True
         await self.release()
-        self._pooled = await self.engine.raw_connection()
-        self.driver = self._pooled.driver_connection
-        self.broken = False
+        fresh = await self.engine.raw_connection()
+        self._pooled, self.driver, self.broken = fresh, fresh.driver_connection, False
 
     async def release(self) -> None:
-        """Give the connection back to the pool (thrown away if it is broken)."""
+        """Give the connection back to the pool (thrown away if it is broken); once."""
+        pooled, self._pooled = self._pooled, None
+        if pooled is None:
+            return
         if self.broken:
-            await greenlet_spawn(self._pooled.invalidate)
-        await greenlet_spawn(self._pooled.close)
+            await greenlet_spawn(pooled.invalidate)
+        await greenlet_spawn(pooled.close)
 
 
 @asynccontextmanager

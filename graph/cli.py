@@ -147,7 +147,7 @@ def _wait_for_database(url: str, timeout: float) -> None:
     """Start-up waits for the database (a server started beside it, restarting, failing
     over): logged attempts with a growing delay, for at most `timeout` seconds; then one
     line and exit status 1, no traceback."""
-    from db.connections import reason, wait_until_reachable
+    from db.connections import reason, wait_until_reachable, where
     from db.errors import unavailable
 
     try:
@@ -155,12 +155,13 @@ def _wait_for_database(url: str, timeout: float) -> None:
     except Exception as exc:
         if unavailable(exc):
             message = (
-                f"The database cannot be reached ({reason(exc)}); gave up after {timeout:g} s "
-                "(DATABASE_WAIT_TIMEOUT)."
+                f"The database at {where(url)} cannot be reached ({reason(exc)}); gave up "
+                f"after {timeout:g} s (DATABASE_WAIT_TIMEOUT)."
             )
         else:
-            message = f"Cannot connect to the database: {reason(exc)}"
-        err.print(f"[red]{message}[/red]", markup=True, highlight=False)
+            message = f"Cannot connect to the database at {where(url)}: {reason(exc)}"
+        # One line, however narrow the terminal (or none).
+        err.print(message, style="red", soft_wrap=True, markup=False, highlight=False)
         raise typer.Exit(1) from None
 
 
