@@ -35,7 +35,9 @@ def make_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
         # A ping per checkout would cost a round trip per request: connections PostgreSQL
         # ended are noticed and replaced instead (db/connections.py).
         pool_pre_ping=False,
-        connect_args={"server_settings": server_settings},
+        # A host that does not answer (no refusal either) would hold a request for asyncpg's
+        # default minute: no longer than a request waits for a pooled connection.
+        connect_args={"server_settings": server_settings, "timeout": pool.timeout},
     )
     connections.watch(engine)
     return engine
