@@ -183,7 +183,7 @@ async def authenticate_pooled(pooled: prepared.Pooled, secret: str) -> Principal
     row = _checked(found, secret)
     now = datetime.now(UTC)
     if _stale(row, now):
-        await pooled.rows(
+        await pooled.execute(
             prepared.shape("api_key_touch", _touch),
             key_id=row.id,
             cutoff=now - LAST_USED_RESOLUTION,

@@ -56,8 +56,9 @@ def heads() -> frozenset[str]:
 _HEADS: frozenset[str] | None = None
 
 
-async def behind(engine: AsyncEngine) -> str | None:
-    """Why the database is not at the migrations' head, or None when it is."""
+async def behind(engine: AsyncEngine, name: str = "the database") -> str | None:
+    """Why the database (called `name` in the reason) is not at the migrations' head, or
+    None when it is."""
 
     def current(connection: Connection) -> frozenset[str]:
         return frozenset(MigrationContext.configure(connection).get_current_heads())
@@ -68,4 +69,4 @@ async def behind(engine: AsyncEngine) -> str | None:
     if found == expected:
         return None
     shown = ", ".join(sorted(found)) or "none"
-    return f"the database is at revision {shown}; the code needs {', '.join(sorted(expected))}"
+    return f"{name} is at revision {shown}; the code needs {', '.join(sorted(expected))}"

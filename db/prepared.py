@@ -21,8 +21,9 @@ counts (tests, `bench/`) stay truthful; on a traced engine each gets its span
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -30,10 +31,14 @@ from typing import Any
 import asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.util import greenlet_spawn
 
-from db import statement_spans
+from db import connections, statement_spans
+from db.errors import connection_ended
+
+log = logging.getLogger("taskgraph.database")
 
 _DIALECT = PGDialect_asyncpg()
 # Shapes vary with filters and sort orders, whose values are part of the key; a bound keeps a
@@ -132,7 +137,9 @@ async def fetch(session: AsyncSession, compiled: Shape, **params: Any) -> list[R
     driver, engine = await _announced(session, compiled.sql, args)
     async with _guarded(session, driver):
         with statement_spans.span(engine, compiled.sql):
-            return await driver.fetch(compiled.sql, *args, record_class=Row)  # type: ignore[no-any-return]
+            found: list[Row] = await driver.fetch(compiled.sql, *args, record_class=Row)
+    connections.mark_answered(session)
+    return found
 
 
 async def value(session: AsyncSession, sql: str, args: Sequence[Any]) -> Any:
@@ -140,7 +147,9 @@ async def value(session: AsyncSession, sql: str, args: Sequence[Any]) -> Any:
     driver, engine = await _announced(session, sql, args)
     async with _guarded(session, driver):
         with statement_spans.span(engine, sql):
-            return await driver.fetchval(sql, *args)
+            found = await driver.fetchval(sql, *args)
+    connections.mark_answered(session)
+    return found
 
 
 def ends_connection(error: BaseException, driver: asyncpg.Connection) -> bool:
@@ -164,6 +173,11 @@ def ends_connection(error: BaseException, driver: asyncpg.Connection) -> bool:
     return True
 
 
+def _ended(error: BaseException, driver: asyncpg.Connection) -> bool:
+    """Whether PostgreSQL ended the connection (rather than refused the statement)."""
+    return driver.is_closed() or connection_ended(error)
+
+
 @asynccontextmanager
 async def _guarded(session: AsyncSession, driver: asyncpg.Connection) -> AsyncIterator[None]:
     """Throw the session's connection away when it is broken; SQLAlchemy does not see the
@@ -178,33 +192,66 @@ async def _guarded(session: AsyncSession, driver: asyncpg.Connection) -> AsyncIt
 
 
 class Pooled:
-    """A pooled connection used without a session (see `connection`)."""
+    """A pooled connection used without a session (see `connection`).
 
-    def __init__(self, engine: AsyncEngine, driver: asyncpg.Connection) -> None:
+    Its reads (`value`, `rows`) run once more on a fresh connection when PostgreSQL had ended
+    this one before answering anything on it (a pooled connection gone stale:
+    db/connections.py); a write (`execute`) never does, nor anything once PostgreSQL has
+    answered: outside a transaction a write commits by itself.
+    """
+
+    def __init__(self, engine: AsyncEngine, pooled: PoolProxiedConnection) -> None:
         self.engine = engine
-        self.driver = driver
+        self._pooled: PoolProxiedConnection | None = pooled
+        self.driver: asyncpg.Connection = pooled.driver_connection
         self.broken = False
+        self.answered = False
 
     async def value(self, sql: str, args: Sequence[Any]) -> Any:
         """`value`, on this connection."""
-        self._announce(sql, args)
-        try:
-            with statement_spans.span(self.engine.sync_engine, sql):
-                return await self.driver.fetchval(sql, *args)
-        except Exception as error:
-            self._failed(error)
-            raise
+        return await self._read(sql, args, lambda: self.driver.fetchval(sql, *args))
 
     async def rows(self, compiled: Shape, **params: Any) -> list[Row]:
-        """`fetch`, on this connection. Outside a transaction, a write commits at once."""
+        """`fetch`, on this connection: a read."""
+        args = arguments(compiled, params)
+        sql = compiled.sql
+        found: list[Row] = await self._read(
+            sql, args, lambda: self.driver.fetch(sql, *args, record_class=Row)
+        )
+        return found
+
+    async def execute(self, compiled: Shape, **params: Any) -> None:
+        """A write, committed at once (there is no transaction); never retried."""
         args = arguments(compiled, params)
         self._announce(compiled.sql, args)
         try:
             with statement_spans.span(self.engine.sync_engine, compiled.sql):
-                return await self.driver.fetch(compiled.sql, *args, record_class=Row)  # type: ignore[no-any-return]
+                await self.driver.execute(compiled.sql, *args)
         except Exception as error:
             self._failed(error)
             raise
+        self.answered = True
+
+    async def _read(self, sql: str, args: Sequence[Any], run: Callable[[], Awaitable[Any]]) -> Any:
+        self._announce(sql, args)
+        try:
+            with statement_spans.span(self.engine.sync_engine, sql):
+                found = await run()
+        except Exception as error:
+            if self.answered or not _ended(error, self.driver):
+                self._failed(error)
+                raise
+            log.info("PostgreSQL had ended a pooled connection; the read runs on a new one")
+            await self._replace()
+            self._announce(sql, args)
+            try:
+                with statement_spans.span(self.engine.sync_engine, sql):
+                    found = await run()
+            except Exception as again:
+                self._failed(again)
+                raise
+        self.answered = True
+        return found
 
     def _announce(self, sql: str, args: Sequence[Any]) -> None:
         sync_engine = self.engine.sync_engine
@@ -216,14 +263,29 @@ class Pooled:
         if ends_connection(error, self.driver):
             self.broken = True
 
+    async def _replace(self) -> None:
+        """Throw this connection away and go on with a fresh one from the pool."""
+        self.broken = True
+        await self.release()
+        fresh = await self.engine.raw_connection()
+        self._pooled, self.driver, self.broken = fresh, fresh.driver_connection, False
+
+    async def release(self) -> None:
+        """Give the connection back to the pool (thrown away if it is broken); once."""
+        pooled, self._pooled = self._pooled, None
+        if pooled is None:
+            return
+        if self.broken:
+            await greenlet_spawn(pooled.invalidate)
+        await greenlet_spawn(pooled.close)
+
 
 @asynccontextmanager
 async def connection(engine: AsyncEngine) -> AsyncIterator[Pooled]:
     """A pooled connection without a session or a transaction: for a request that is one read
     statement (graph/compiled.py). Checking a connection out this way costs about a fifth of
     what a session does (0.04 against 0.2 ms of CPU)."""
-    pooled = await engine.raw_connection()
-    used = Pooled(engine, pooled.driver_connection)
+    used = Pooled(engine, await engine.raw_connection())
     try:
         yield used
     except BaseException:
@@ -231,9 +293,7 @@ async def connection(engine: AsyncEngine) -> AsyncIterator[Pooled]:
         used.broken = True
         raise
     finally:
-        if used.broken:
-            await greenlet_spawn(pooled.invalidate)
-        await greenlet_spawn(pooled.close)
+        await used.release()
 
 
 async def _announced(

@@ -38,94 +38,75 @@ def create_app(
     *,
     engine: AsyncEngine | None = None,
     session_factory: Callable[[], AsyncSession] | None = None,
+    read_engine: AsyncEngine | None = None,
     tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
     """Build the app. `settings.database_url` and `settings.secret_key` must be resolved
     (the CLI does that for the embedded database). Tests pass a `session_factory` bound to
-    a connection whose transaction they roll back, and a `tracer_provider` of their own
-    (else traces go where OTEL_EXPORTER_OTLP_ENDPOINT says, or nowhere)."""
+    a connection whose transaction they roll back, may pass engines of their own, and a
+    `tracer_provider` of their own (else traces go where OTEL_EXPORTER_OTLP_ENDPOINT says, or
+    nowhere).
+
+    With `DATABASE_READ_URL` (or `read_engine`) queries read from that replica, through a
+    pool of their own; mutations, with the reads of their payloads, API keys' authentication
+    and live events go to the primary (graph/context.py, graph/pubsub.py)."""
     if settings.database_url is None and engine is None:
         raise SettingsError("DATABASE_URL is required to build the app")
     if not settings.secret_key:
         raise SettingsError("SECRET_KEY is required when DATABASE_URL is set")
     secret_key = settings.secret_key
     metrics = Metrics.from_settings(settings)
+    pool = PoolSettings(
+        size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+        timeout=settings.pool_timeout,
+        statement_timeout_ms=settings.statement_timeout_ms,
+    )
     if engine is None:
-        engine = make_engine(
-            settings.database_url or "",
-            PoolSettings(
-                size=settings.pool_size,
-                max_overflow=settings.max_overflow,
-                timeout=settings.pool_timeout,
-                statement_timeout_ms=settings.statement_timeout_ms,
-            ),
-        )
+        engine = make_engine(settings.database_url or "", pool)
         # An engine given belongs to its caller (the tests share one between many apps).
         metrics.watch_pool(engine)
+        if read_engine is None and settings.database_read_url:
+            read_engine = make_engine(settings.database_read_url, pool)
+            metrics.watch_pool(read_engine)
+    engines = [engine] if read_engine is None else [engine, read_engine]
     provider = tracer_provider or tracing.provider_from_settings(settings)
     tracer = None
     if provider is not None:
         tracer = provider.get_tracer("taskgraph")
-        statement_spans.trace_statements(engine, provider)
+        for each in engines:
+            statement_spans.trace_statements(each, provider)
     sessions = session_factory or make_session_factory(engine)
-    # Requests queue here, first come first served, for one of the pool's kept connections.
-    # The pool's own queue lets a newcomer take a connection that a waiter was woken for, so
-    # under load some requests waited many times as long as the rest (p99 570 ms at p50 12 ms),
-    # and overflow connections, closed as soon as they are returned, made PostgreSQL start
-    # a backend per burst (bench/README.md).
-    gate = asyncio.Semaphore(settings.pool_size)
-
-    @asynccontextmanager
-    async def turn() -> AsyncIterator[None]:
-        if gate.locked():
-            try:
-                with metrics.queued():
-                    await asyncio.wait_for(gate.acquire(), settings.pool_timeout)
-            except TimeoutError:
-                # Every connection stayed busy as long as the pool would have waited.
-                raise Unavailable(
-                    f"No database connection came free within {settings.pool_timeout} s."
-                ) from None
-        else:
-            await gate.acquire()
-        try:
-            yield
-        finally:
-            gate.release()
-
-    @asynccontextmanager
-    async def open_session() -> AsyncIterator[AsyncSession]:
-        async with turn(), sessions() as session:
-            yield session
+    primary = _Pool(engine, sessions, settings, metrics)
+    replica = primary
+    if read_engine is not None:
+        replica = _Pool(
+            read_engine, session_factory or make_session_factory(read_engine), settings, metrics
+        )
 
     @asynccontextmanager
     async def open_reader() -> AsyncIterator[Run]:
         """One statement's connection for a compiled query (graph/view.py)."""
         if session_factory is not None:
             # Tests' sessions share their connection and its transaction: reads go through them.
-            async with open_session() as session:
+            async with replica.session() as session:
 
                 async def in_session(sql: str, args: list[Any]) -> Any:
                     return await prepared.value(session, sql, args)
 
                 yield in_session
             return
-        async with turn(), prepared.connection(engine) as pooled:
+        async with replica.pooled() as pooled:
             yield pooled.value
-
-    @asynccontextmanager
-    async def open_pooled() -> AsyncIterator[prepared.Pooled]:
-        """A pooled connection without a session, for an API key's authentication."""
-        async with turn(), prepared.connection(engine) as pooled:
-            yield pooled
 
     resources = Resources(
         settings=settings,
         secret_key=secret_key,
-        open_session=open_session,
+        open_session=primary.session,
         open_reader=open_reader,
         # Tests' sessions share one connection and its transaction: everything goes there.
-        open_pooled=open_pooled if session_factory is None else None,
+        open_pooled=primary.pooled if session_factory is None else None,
+        open_read_session=replica.session,
         metrics=metrics,
         tracer=tracer,
     )
@@ -135,7 +116,8 @@ def create_app(
         tune_garbage_collector()
         yield
         await router.live.close()
-        await engine.dispose()
+        for each in engines:
+            await each.dispose()
         if resources.limiters is not None:
             await resources.limiters.aclose()
         metrics.close()
@@ -171,7 +153,9 @@ def create_app(
         )
 
     def hub() -> Hub:
-        return Hub(schema._schema, live_events.listener_dsn(engine.url), open_pooled)
+        # On the primary: a replica can neither LISTEN nor be sure to hold a row yet when
+        # the primary's notice of it arrives.
+        return Hub(schema._schema, live_events.listener_dsn(engine.url), primary.pooled)
 
     router = GraphQLView(
         schema,
@@ -188,8 +172,10 @@ def create_app(
     if settings.graphiql_enabled:
         mount_files(app)
     app.state.engine = engine
+    app.state.read_engine = read_engine
     app.state.metrics = metrics
-    request_log.count_statements(engine)
+    for each in engines:
+        request_log.count_statements(each)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -197,14 +183,14 @@ def create_app(
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
-        """Ready to serve: the database answers and is migrated to the code's head."""
-        try:
-            # Probes are not traced (graph/tracing.py): nor are their statements.
-            with suppress_instrumentation():
-                reason = await migrations.behind(engine)
-        except Exception as exc:
-            logger.warning("Readiness check failed: the database is unreachable (%s)", exc)
-            reason = "the database cannot be reached"
+        """Ready to serve: the database, and the read replica if there is one, answer and are
+        migrated to the code's head (a replica behind a migration would fail the queries
+        written for it)."""
+        # Probes are not traced (graph/tracing.py): nor are their statements.
+        with suppress_instrumentation():
+            reason = await _not_ready(engine, "the database")
+            if reason is None and read_engine is not None:
+                reason = await _not_ready(read_engine, "the read replica")
         if reason is not None:
             return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
         return JSONResponse({"status": "ok"})
@@ -236,6 +222,70 @@ def mount_metrics(app: FastAPI, metrics: Metrics, settings: Settings) -> None:
             metrics.exposition, request.headers.get("accept")
         )
         return Response(body, media_type=media_type)
+
+
+class _Pool:
+    """One database's connections for requests: sessions and pooled connections, handed out
+    first come first served.
+
+    Requests queue here for one of the pool's kept connections. The pool's own queue lets a
+    newcomer take a connection that a waiter was woken for, so under load some requests
+    waited many times as long as the rest (p99 570 ms at p50 12 ms), and overflow
+    connections, closed as soon as they are returned, made PostgreSQL start a backend per
+    burst (bench/README.md).
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        sessions: Callable[[], AsyncSession],
+        settings: Settings,
+        metrics: Metrics,
+    ) -> None:
+        self.engine = engine
+        self.sessions = sessions
+        self.metrics = metrics
+        self.timeout = settings.pool_timeout
+        self.gate = asyncio.Semaphore(settings.pool_size)
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        gate = self.gate
+        if gate.locked():
+            try:
+                with self.metrics.queued():
+                    await asyncio.wait_for(gate.acquire(), self.timeout)
+            except TimeoutError:
+                # Every connection stayed busy as long as the pool would have waited.
+                raise Unavailable(
+                    f"No database connection came free within {self.timeout} s."
+                ) from None
+        else:
+            await gate.acquire()
+        try:
+            yield
+        finally:
+            gate.release()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self.turn(), self.sessions() as session:
+            yield session
+
+    @asynccontextmanager
+    async def pooled(self) -> AsyncIterator[prepared.Pooled]:
+        """A pooled connection without a session: a compiled query's, an API key's
+        authentication."""
+        async with self.turn(), prepared.connection(self.engine) as pooled:
+            yield pooled
+
+
+async def _not_ready(engine: AsyncEngine, name: str) -> str | None:
+    try:
+        return await migrations.behind(engine, name)
+    except Exception as exc:
+        logger.warning("Readiness check failed: %s is unreachable (%s)", name, exc)
+        return f"{name} cannot be reached"
 
 
 def tune_garbage_collector() -> None:

@@ -133,6 +133,7 @@ def _database(settings: Settings, stops: _StopSignals) -> Iterator[str]:
     an earlier run that died) for the block and stopped after it, unless another live
     process still uses it."""
     if settings.database_url:
+        _wait_for_database(settings.database_url, settings.database_wait_timeout)
         yield settings.database_url
         return
     from db.embedded import start, stop
@@ -178,6 +179,28 @@ def _metrics_files(settings: Settings) -> Iterator[None]:
 def _clear_metrics(folder: Path) -> None:
     for path in folder.glob("*.db"):
         path.unlink(missing_ok=True)
+
+
+def _wait_for_database(url: str, timeout: float) -> None:
+    """Start-up waits for the database (a server started beside it, restarting, failing
+    over): logged attempts with a growing delay, for at most `timeout` seconds; then one
+    line and exit status 1, no traceback."""
+    from db.connections import reason, wait_until_reachable, where
+    from db.errors import unavailable
+
+    try:
+        asyncio.run(wait_until_reachable(url, patience=timeout))
+    except Exception as exc:
+        if unavailable(exc):
+            message = (
+                f"The database at {where(url)} cannot be reached ({reason(exc)}); gave up "
+                f"after {timeout:g} s (DATABASE_WAIT_TIMEOUT)."
+            )
+        else:
+            message = f"Cannot connect to the database at {where(url)}: {reason(exc)}"
+        # One line, however narrow the terminal (or none).
+        err.print(message, style="red", soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(1) from None
 
 
 def _migrate(url: str, revision: str = "head") -> None:
@@ -342,6 +365,7 @@ def migrate(
 ) -> None:
     """Apply database migrations up to REVISION."""
     settings = _settings()
+    request_log.configure(settings.log_level, settings.log_format)
     stops = _StopSignals()
     with stops.installed():
         with _database(settings, stops) as url:
@@ -355,6 +379,7 @@ def seed(
 ) -> None:
     """Fill an empty database with deterministic demo data."""
     settings = _settings()
+    request_log.configure(settings.log_level, settings.log_format)
     stops = _StopSignals()
     with stops.installed(), _database(settings, stops) as url:
         _migrate(url)

@@ -12,13 +12,23 @@ forbids concurrent use. Every database call of a request therefore goes through
 `Context.db`, which holds an `asyncio.Lock` for the duration of the call. Loader batches
 are dispatched together, so the lock serialises a handful of batched statements, not one
 statement per object; a wide query is tested in tests/graph/test_context.py.
+
+A database call, and a mutation's transaction, whose connection PostgreSQL had ended before it
+answered anything of it (a pooled connection gone stale: a restart, an ended backend) runs
+once more on a fresh session: nothing of it was written (db/connections.py). Once PostgreSQL
+has answered, a failure is the answer.
+
+With a read replica (`DATABASE_READ_URL`), a request that the view marks `read_only` (a
+query) opens its session there; every other request (a mutation, with the reads of its
+payload) opens it on the primary.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
@@ -26,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.fastapi import BaseContext
 
-from db import api_keys, prepared
+from db import api_keys, connections, prepared
 from db.errors import Unauthenticated
 from db.principals import ANONYMOUS, Principal, Viewer
 from graph.auth import api_key_of, authenticate, token_user
@@ -39,6 +49,8 @@ if TYPE_CHECKING:
     from graph.loaders import Loaders
     from graph.settings import Settings
 
+log = logging.getLogger("taskgraph.database")
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -48,15 +60,23 @@ Run = Callable[[str, list[Any]], Awaitable[Any]]
 
 @dataclass(frozen=True, slots=True)
 class Resources:
-    """What every request's context draws on; built once by the app."""
+    """What every request's context draws on; built once by the app.
+
+    Reads that need not see the request's own writes go to the read replica when there is
+    one: `open_reader` and `open_read_session`. They are the way for every such read,
+    subscriptions' included (their events' own rows are the exception: a replica may not have
+    replayed a change yet when its notification arrives, so those are read on the primary, or
+    on the replica once `pg_last_wal_replay_lsn()` has passed the change's commit).
+    """
 
     settings: Settings
     secret_key: str
-    # A session, after waiting for a turn at the pool (graph/app.py).
+    # A session on the primary, after waiting for a turn at its pool (graph/app.py).
     open_session: Callable[[], AbstractAsyncContextManager[AsyncSession]]
-    # A connection for one statement, without a session (graph/app.py).
+    # A connection for one read statement, without a session: the replica's, if any.
     open_reader: Callable[[], AbstractAsyncContextManager[Run]]
-    # A pooled connection without a session (graph/app.py); None: everything on sessions.
+    # A pooled connection of the primary without a session (graph/app.py); None: everything
+    # on sessions.
     open_pooled: Callable[[], AbstractAsyncContextManager[prepared.Pooled]] | None = None
     # The rate limits (graph/rate_limits.py); built from the settings when not given, so
     # that each app has buckets of its own.
@@ -65,10 +85,14 @@ class Resources:
     metrics: Metrics = NO_METRICS
     # Spans of requests, loader batches and resolvers (graph/tracing.py); None: no tracing.
     tracer: Tracer | None = None
+    # A session for reads only: on the read replica, if any; None: `open_session`.
+    open_read_session: Callable[[], AbstractAsyncContextManager[AsyncSession]] | None = None
 
     def __post_init__(self) -> None:
         if self.limiters is None:
             object.__setattr__(self, "limiters", Limiters.from_settings(self.settings))
+        if self.open_read_session is None:
+            object.__setattr__(self, "open_read_session", self.open_session)
 
 
 class Context(BaseContext):
@@ -93,6 +117,9 @@ class Context(BaseContext):
         # A WebSocket's: the payload of its `connection_init`, and its open subscriptions.
         self.connection_params: dict[str, Any] | None = None
         self.subscriptions = 0
+        # Set by the view for an operation that only reads (a query): its session may be the
+        # read replica's. Unset, everything goes to the primary.
+        self.read_only = False
 
     @cached_property
     def loaders(self) -> Loaders:
@@ -164,7 +191,10 @@ class Context(BaseContext):
             raise RuntimeError("the request has been answered; no session is opened for it")
         if self.unavailable is not None:
             raise self.unavailable
-        scope = self.resources.open_session()
+        resources = self.resources
+        opener = resources.open_read_session if self.read_only else resources.open_session
+        assert opener is not None
+        scope = opener()
         try:
             session = await scope.__aenter__()
         except Exception as exc:
@@ -172,6 +202,19 @@ class Context(BaseContext):
             raise
         self._session, self._session_scope = session, scope
         return session
+
+    async def _reopened(self) -> AsyncSession:
+        """A new session in place of one whose connection PostgreSQL ended (lock held)."""
+        scope, self._session, self._session_scope = self._session_scope, None, None
+        if scope is not None:
+            try:
+                await scope.__aexit__(None, None, None)
+            except Exception:
+                # Closing a session whose connection is gone fails in its rollback; the pool
+                # has dropped the connection either way.
+                log.debug("closing a session on an ended connection failed", exc_info=True)
+        log.info("PostgreSQL had ended the session's connection; running again on a new one")
+        return await self._opened()
 
     async def db(
         self,
@@ -197,7 +240,15 @@ class Context(BaseContext):
         **kwargs: P.kwargs,
     ) -> R:
         async with self.lock:
-            return await fn(await self._opened(), *args, **kwargs)
+            session = await self._opened()
+            connections.begin_call(session)
+            try:
+                return await fn(session, *args, **kwargs)
+            except Exception as exc:
+                if not connections.restartable(session, exc):
+                    raise
+            session = await self._reopened()
+            return await fn(session, *args, **kwargs)
 
     async def settle(self) -> None:
         """Wait for database calls whose callers were cancelled (see `db`)."""
@@ -213,29 +264,48 @@ class Context(BaseContext):
             if scope is not None:
                 await scope.__aexit__(None, None, None)
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One mutation field = one transaction: committed when the block ends, rolled back
-        (leaving no trace) when it raises. Loads made afterwards see the committed state."""
+    async def transaction(self, work: Callable[[AsyncSession], Awaitable[R]]) -> R:
+        """One mutation field = one transaction: `work` runs in it, committed when it returns,
+        rolled back (leaving no trace) when it raises. Loads made afterwards see the committed
+        state. When PostgreSQL had ended the connection before it answered anything of the
+        transaction, `work` runs once more on a fresh session (nothing had been written)."""
+        if self.read_only:
+            raise RuntimeError("a read-only request runs no transaction")
         async with self.lock:
-            session = await self._opened()
-            if session.in_transaction():
-                # Reads earlier in the request opened a transaction; start afresh.
+            for attempt in (1, 2):
+                session = await self._opened()
+                if session.in_transaction():
+                    # Reads earlier in the request opened a transaction; start afresh.
+                    await session.commit()
+                connections.begin_call(session)
+                try:
+                    result = await work(session)
+                except BaseException as exc:
+                    await _rolled_back(session)
+                    if attempt == 1 and connections.restartable(session, exc):
+                        await self._reopened()
+                        continue
+                    raise
                 await session.commit()
-            try:
-                yield session
-            except BaseException:
-                await session.rollback()
-                raise
-            await session.commit()
-            # Changed objects must be read anew by payload fields.
-            self.loaders.clear()
+                # Changed objects must be read anew by payload fields.
+                self.loaders.clear()
+                return result
+        raise AssertionError("unreachable")
 
     async def rollback(self) -> None:
         """End the session's transaction, if it has one, so that the next call starts afresh."""
         async with self.lock:
             if self._session is not None:
                 await self._session.rollback()
+
+
+async def _rolled_back(session: AsyncSession) -> None:
+    try:
+        await session.rollback()
+    except Exception:
+        # On a connection PostgreSQL ended the rollback fails too; the original error is
+        # the one to report, and the pool has dropped the connection.
+        log.debug("rolling back on an ended connection failed", exc_info=True)
 
 
 def context_of(info: Any) -> Context:

@@ -20,6 +20,17 @@ class Settings(BaseSettings):
         default=None,
         description="PostgreSQL URL (postgresql+asyncpg://...). Unset: embedded PostgreSQL.",
     )
+    database_read_url: str | None = Field(
+        default=None,
+        description="A read replica of DATABASE_URL (streaming replication): queries read "
+        "there; mutations and their payloads use the primary. Unset: everything on the primary.",
+    )
+    database_wait_timeout: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds that start-up waits for the database to answer, trying again "
+        "with a growing delay, before it gives up.",
+    )
     data_dir: Path = Field(
         default=PROJECT_ROOT / ".data",
         description="Where the embedded PostgreSQL and the generated secret key live.",
@@ -147,7 +158,7 @@ class Settings(BaseSettings):
     max_subscriptions_per_connection: int = Field(default=50, ge=1, le=10_000)
     max_subscriptions_per_principal: int = Field(default=200, ge=1, le=100_000)
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_read_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
         if value in (None, ""):
@@ -212,6 +223,14 @@ class Settings(BaseSettings):
         if self.metrics == "open" and self.metrics_token is not None:
             # Whoever set a token expects it to be asked for.
             raise ValueError("METRICS=open would not ask for the METRICS_TOKEN that is set")
+        return self
+
+    @model_validator(mode="after")
+    def _replica_of_a_primary(self) -> Settings:
+        # The embedded PostgreSQL has no replica; one of another server would serve data
+        # that the primary does not have.
+        if self.database_read_url and not self.database_url:
+            raise ValueError("DATABASE_READ_URL needs DATABASE_URL (the primary it replicates)")
         return self
 
     @model_validator(mode="after")

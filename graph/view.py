@@ -53,6 +53,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from db import prepared
+from db.errors import unavailable
 from db.principals import Principal
 from graph import compiled, graphiql, request_log, tracing
 from graph.admission import Admission
@@ -429,6 +430,8 @@ class GraphQLView(GraphQLRouter[Context, None]):
         extensions = admitted.extensions
         if checked.operation is not None:
             entry.operation_name, entry.operation_type = checked.operation
+            # A query reads from the replica, if there is one (graph/context.py).
+            context.read_only = entry.operation_type == "query"
         if bucket:
             entry.principal = "anonymous" if bucket.startswith("address:") else bucket
         if extensions:
@@ -601,7 +604,10 @@ async def _run(run: Run, sql: str, args: list[Any]) -> bytes | None:
     except asyncpg.QueryCanceledError:
         # statement_timeout: the normal path would only wait as long again.
         raise
-    except Exception:
+    except Exception as exc:
+        if unavailable(exc):
+            # The normal path would meet the same database: a 503 now, not after a retry.
+            raise
         # The normal path answers the same question, and reports the fault if it shares it.
         log.exception("compiled operation failed; answered by the normal path")
         return None

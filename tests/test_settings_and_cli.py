@@ -33,6 +33,10 @@ from tests.processes import ROOT, end, ended, postmasters, start_serve
         ({"DATABASE_URL": "mysql://localhost/x"}, "DATABASE_URL"),
         ({"SECRET_KEY": "short"}, "SECRET_KEY"),
         ({"ACCESS_TOKEN_MINUTES": "-5"}, "ACCESS_TOKEN_MINUTES"),
+        ({"DATABASE_READ_URL": "mysql://replica/x"}, "DATABASE_READ_URL"),
+        # A replica of the embedded database is not a thing.
+        ({"DATABASE_URL": "", "DATABASE_READ_URL": "postgresql://r/d"}, "DATABASE_READ_URL"),
+        ({"DATABASE_WAIT_TIMEOUT": "-1"}, "DATABASE_WAIT_TIMEOUT"),
     ],
 )
 def test_bad_settings_fail_with_one_line(
@@ -48,9 +52,11 @@ def test_bad_settings_fail_with_one_line(
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://u@h:5432/d")
+    monkeypatch.setenv("DATABASE_READ_URL", "postgres://u@replica:5432/d")
     monkeypatch.setenv("CORS_ORIGINS", "https://a.example, https://b.example")
     settings = load_settings()
     assert settings.database_url == "postgresql+asyncpg://u@h:5432/d"
+    assert settings.database_read_url == "postgresql+asyncpg://u@replica:5432/d"
     assert settings.cors_origins == ["https://a.example", "https://b.example"]
     assert not settings.embedded
 

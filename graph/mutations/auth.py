@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import accounts, passwords
 from db.problems import Rejected
@@ -101,11 +102,15 @@ class AuthMutations:
     async def sign_up(self, info: strawberry.Info, input: SignUpInput) -> AuthPayload:
         ctx = context_of(info)
         await _limit_attempt(ctx, input.email)
+
+        async def work(session: AsyncSession) -> AuthPayload:
+            user = await accounts.sign_up(session, input.email, input.name, input.password)
+            return await _session_for(ctx, session, user)
+
         try:
             # The turn is taken before the session: no connection is held while waiting.
-            async with passwords.turn(), ctx.transaction() as session:
-                user = await accounts.sign_up(session, input.email, input.name, input.password)
-                return await _session_for(ctx, session, user)
+            async with passwords.turn():
+                return await ctx.transaction(work)
         except Rejected as rejected:
             return AuthPayload(user_errors=user_errors(rejected))
 
@@ -113,10 +118,14 @@ class AuthMutations:
     async def log_in(self, info: strawberry.Info, input: LogInInput) -> AuthPayload:
         ctx = context_of(info)
         await _limit_attempt(ctx, input.email)
+
+        async def work(session: AsyncSession) -> AuthPayload:
+            user = await accounts.log_in(session, input.email, input.password)
+            return await _session_for(ctx, session, user)
+
         try:
-            async with passwords.turn(), ctx.transaction() as session:
-                user = await accounts.log_in(session, input.email, input.password)
-                payload = await _session_for(ctx, session, user)
+            async with passwords.turn():
+                payload = await ctx.transaction(work)
         except Rejected as rejected:
             return AuthPayload(user_errors=user_errors(rejected))
         await _limits(ctx).logged_in(input.email, client_address(ctx.request))
@@ -131,20 +140,26 @@ class AuthMutations:
     ) -> AuthPayload:
         ctx = context_of(info)
         lifetime = timedelta(days=ctx.settings.refresh_token_days)
+
+        async def work(session: AsyncSession) -> AuthPayload:
+            issued = await accounts.rotate_refresh_token(session, input.refresh_token, lifetime)
+            user = await accounts.user_by_id(session, issued.user_id)
+            return await _session_for(ctx, session, user, issued)
+
         try:
-            async with ctx.transaction() as session:
-                issued = await accounts.rotate_refresh_token(session, input.refresh_token, lifetime)
-                user = await accounts.user_by_id(session, issued.user_id)
-                return await _session_for(ctx, session, user, issued)
+            return await ctx.transaction(work)
         except Rejected as rejected:
             return AuthPayload(user_errors=user_errors(rejected))
 
     @strawberry.mutation(description="End the session that the refresh token belongs to.")
     async def log_out(self, info: strawberry.Info, input: LogOutInput) -> LogOutPayload:
         ctx = context_of(info)
+
+        async def work(session: AsyncSession) -> None:
+            await accounts.revoke_refresh_token(session, input.refresh_token)
+
         try:
-            async with ctx.transaction() as session:
-                await accounts.revoke_refresh_token(session, input.refresh_token)
+            await ctx.transaction(work)
         except Rejected as rejected:
             return LogOutPayload(ok=False, user_errors=user_errors(rejected))
         return LogOutPayload(ok=True)

@@ -65,9 +65,9 @@ async def perform(
     """
     ctx = context_of(info)
     require_principal(ctx.principal)
+    principal = ctx.principal
     try:
-        async with ctx.transaction() as session:
-            return await work(session, ctx.principal), []
+        return await ctx.transaction(lambda session: work(session, principal)), []
     except Rejected as rejected:
         return None, user_errors(rejected)
 

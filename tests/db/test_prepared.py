@@ -12,9 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from db import prepared
 from db.engine import PoolSettings, make_engine, make_session_factory
+from db.errors import connection_ended
 from db.models import Task, User
 from db.sql import any_str, ids_param
 from tests import factories
+from tests.backends import end_backends_unnoticed, plain_url
 from tests.conftest import StatementCounter
 
 T = Task.__table__
@@ -168,10 +170,9 @@ async def test_a_connection_the_server_is_ending_is_thrown_away(engine: AsyncEng
         assert not ending.is_closed()
         async with prepared.connection(single) as pooled:
             assert pooled.driver is ending
-            with pytest.raises(asyncpg.InternalClientError):
-                await pooled.value("SELECT 1", [])
-            # The caller answers some other way; the connection is not handed out again.
-            assert pooled.broken
+            # Refused before anything was sent: the read runs again on a new connection.
+            assert await pooled.value("SELECT 1", []) == 1
+            assert pooled.driver is not ending
         async with prepared.connection(single) as pooled:
             assert pooled.driver is not ending
             assert await pooled.value("SELECT 1", []) == 1
@@ -205,5 +206,40 @@ async def test_a_statement_error_keeps_the_connection(engine: AsyncEngine) -> No
         async with prepared.connection(single) as pooled:
             assert pooled.driver is kept
             assert await pooled.value("SELECT 1", []) == 1
+    finally:
+        await single.dispose()
+
+
+async def test_only_reads_postgresql_answered_nothing_of_run_again(committed_db: str) -> None:
+    # Ended by PostgreSQL before the pool's connection is used again, unnoticed by asyncpg.
+    single = make_engine(committed_db, PoolSettings(size=1, max_overflow=0))
+    touch = prepared.compile_shape(
+        U.update().where(U.c.id == bindparam("id", type_=BigInteger)).values(name="touched")
+    )
+    try:
+        async with prepared.connection(single) as pooled:
+            ended = await pooled.value("SELECT pg_backend_pid()", [])
+        assert end_backends_unnoticed(committed_db) == 1
+        async with prepared.connection(single) as pooled:
+            # A read runs again on a new connection.
+            assert await pooled.value("SELECT pg_backend_pid()", []) != ended
+        assert end_backends_unnoticed(committed_db) == 1
+        async with prepared.connection(single) as pooled:
+            # A write does not: without a transaction it may have committed.
+            with pytest.raises((asyncpg.ConnectionDoesNotExistError, asyncpg.AdminShutdownError)):
+                await pooled.execute(touch, id=1)
+            assert pooled.broken
+        async with prepared.connection(single) as pooled:
+            assert await pooled.value("SELECT 1", []) == 1
+            ended = await pooled.value("SELECT pg_backend_pid()", [])
+            # Nor a read once PostgreSQL has answered on the connection.
+            conn = await asyncpg.connect(plain_url(committed_db))
+            try:
+                await conn.fetchval("SELECT pg_terminate_backend($1, 5000)", ended)
+            finally:
+                await conn.close()
+            with pytest.raises(Exception) as failed:
+                await pooled.value("SELECT 1", [])
+            assert connection_ended(failed.value)
     finally:
         await single.dispose()
