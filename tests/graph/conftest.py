@@ -95,7 +95,10 @@ def token_for(user_id: int) -> str:
 
 
 async def _api(
-    settings: Settings, engine: AsyncEngine, connection: AsyncConnection
+    settings: Settings,
+    engine: AsyncEngine,
+    connection: AsyncConnection,
+    base_url: str = "http://test",
 ) -> AsyncIterator[Api]:
     def sessions() -> AsyncSession:
         return AsyncSession(
@@ -104,7 +107,7 @@ async def _api(
 
     app = create_app(settings, engine=engine, session_factory=sessions)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
         yield Api(client)
 
 
