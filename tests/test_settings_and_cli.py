@@ -33,6 +33,8 @@ from tests.processes import ROOT, end, ended, postmasters, start_serve
         ({"DATABASE_URL": "mysql://localhost/x"}, "DATABASE_URL"),
         ({"SECRET_KEY": "short"}, "SECRET_KEY"),
         ({"ACCESS_TOKEN_MINUTES": "-5"}, "ACCESS_TOKEN_MINUTES"),
+        # SameSite=None would make the session cookie a third-party one.
+        ({"SESSION_COOKIE_SAMESITE": "None"}, "SESSION_COOKIE_SAMESITE"),
     ],
 )
 def test_bad_settings_fail_with_one_line(
@@ -49,9 +51,12 @@ def test_bad_settings_fail_with_one_line(
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://u@h:5432/d")
     monkeypatch.setenv("CORS_ORIGINS", "https://a.example, https://b.example")
+    assert load_settings().session_cookie_samesite == "strict"
+    monkeypatch.setenv("SESSION_COOKIE_SAMESITE", "Lax")
     settings = load_settings()
     assert settings.database_url == "postgresql+asyncpg://u@h:5432/d"
     assert settings.cors_origins == ["https://a.example", "https://b.example"]
+    assert settings.session_cookie_samesite == "lax"
     assert not settings.embedded
 
 

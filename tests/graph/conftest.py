@@ -143,5 +143,7 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> list[Context]:
     return found
 
 
-# A real server process, for tests of real connections (tests/graph/live_server.py).
+# A real server process, for tests of real connections (tests/graph/live_server.py), and
+# headless Chromium (tests/graph/chromium.py).
+from tests.graph.chromium import chromium, chromium_path  # noqa: E402, F401
 from tests.graph.live_server import live_server  # noqa: E402, F401

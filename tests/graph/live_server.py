@@ -19,7 +19,7 @@ import pytest
 from tests.graph.conftest import SECRET
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -34,8 +34,12 @@ class Server:
         return self.log.read_text(errors="replace")[-4000:]
 
 
-def _start(database_url: str, folder: Path) -> tuple[subprocess.Popen[bytes], Server]:
-    port = _free_port()
+def _start(
+    database_url: str, folder: Path, **settings: str
+) -> tuple[subprocess.Popen[bytes], Server]:
+    """The server on `database_url`, with `settings` (environment variables) besides the
+    defaults."""
+    port = free_port()
     log = folder / "server.log"
     env = {
         **os.environ,
@@ -45,6 +49,7 @@ def _start(database_url: str, folder: Path) -> tuple[subprocess.Popen[bytes], Se
         "GRAPHIQL": "true",
         "DEBUG": "false",
         "CORS_ORIGINS": "",
+        **settings,
     }
     command = [sys.executable, "-m", "graph.cli", "serve", "--host", "127.0.0.1"]
     command += ["--port", str(port)]

@@ -418,13 +418,6 @@ async def test_the_cookie_is_secure_except_on_plain_loopback_by_default(
         assert browser.set["samesite"] == "lax"
 
 
-def test_samesite_is_strict_or_lax() -> None:
-    assert Settings(session_cookie_samesite="Lax").session_cookie_samesite == "lax"
-    assert Settings().session_cookie_samesite == "strict"
-    with pytest.raises(ValueError, match="session_cookie_samesite"):
-        Settings(session_cookie_samesite="None")
-
-
 async def test_an_api_client_sees_no_difference(api: Api, session: AsyncSession) -> None:
     """The bearer-token flow of partners and GraphiQL, as before (over plain HTTP too)."""
     _, token = await _session_of(session)
