@@ -49,13 +49,14 @@ def _request(ctx: Context) -> Request | None:
     return request if isinstance(request, Request) else None
 
 
-def wanted(ctx: Context) -> bool:
-    """Whether the request asks for the refresh token as the cookie."""
+def requested(ctx: Context) -> bool:
+    """Whether the request asks for the refresh token as the cookie; refused (FORBIDDEN)
+    when it comes from an origin that may not have it (`check_origin`)."""
     request = _request(ctx)
-    return request is not None and request.headers.get(OPT_IN, "").strip().lower() in (
-        "1",
-        "true",
-    )
+    if request is None or request.headers.get(OPT_IN, "").strip().lower() not in ("1", "true"):
+        return False
+    check_origin(ctx)
+    return True
 
 
 def check_origin(ctx: Context) -> None:
@@ -107,7 +108,7 @@ def _secure(ctx: Context, request: Request) -> bool:
 def store(ctx: Context, issued: IssuedRefreshToken) -> None:
     """Set the cookie to `issued`, for as long as the token lives."""
     request = _request(ctx)
-    assert request is not None, "the cookie is set on HTTP requests only (`wanted`)"
+    assert request is not None, "the cookie is set on HTTP requests only (`requested`)"
     remaining = (issued.expires_at - datetime.now(UTC)).total_seconds()
     _cookies(ctx).set_cookie(
         COOKIE,

@@ -134,10 +134,9 @@ class AuthMutations:
     @strawberry.mutation(description="Create an account and sign in.")
     async def sign_up(self, info: strawberry.Info, input: SignUpInput) -> AuthPayload:
         ctx = context_of(info)
-        in_cookie = browser_sessions.wanted(ctx)
         try:
-            if in_cookie:
-                browser_sessions.check_origin(ctx)
+            # Before the attempt is counted: a forged request spends nobody's attempts.
+            in_cookie = browser_sessions.requested(ctx)
         except Rejected as rejected:
             return AuthPayload(user_errors=user_errors(rejected))
         await _limit_attempt(ctx, input.email)
@@ -153,10 +152,9 @@ class AuthMutations:
     @strawberry.mutation(description="Sign in with e-mail and password.")
     async def log_in(self, info: strawberry.Info, input: LogInInput) -> AuthPayload:
         ctx = context_of(info)
-        in_cookie = browser_sessions.wanted(ctx)
         try:
-            if in_cookie:
-                browser_sessions.check_origin(ctx)
+            # Before the attempt is counted: a forged request spends nobody's attempts.
+            in_cookie = browser_sessions.requested(ctx)
         except Rejected as rejected:
             return AuthPayload(user_errors=user_errors(rejected))
         await _limit_attempt(ctx, input.email)
@@ -181,13 +179,11 @@ class AuthMutations:
         lifetime = timedelta(days=ctx.settings.refresh_token_days)
         token = _given(input.refresh_token)
         from_cookie = token is None
-        # A token from the cookie goes back into it, whatever the header says.
-        in_cookie = from_cookie or browser_sessions.wanted(ctx)
         try:
             if token is None:
                 token = browser_sessions.presented(ctx)
-            elif in_cookie:
-                browser_sessions.check_origin(ctx)
+            # A token from the cookie goes back into it, whatever the header says.
+            in_cookie = from_cookie or browser_sessions.requested(ctx)
         except Rejected as rejected:
             return AuthPayload(user_errors=user_errors(rejected))
         try:

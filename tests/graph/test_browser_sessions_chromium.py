@@ -19,6 +19,7 @@ import asyncio
 import json
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -155,7 +156,7 @@ def _in_browser(browser: Chromium, api: str, allowed: str, others: list[str]) ->
     for domain in ("Page", "Network", "Runtime", "Log"):
         browser.call(f"{domain}.enable")
     _sign_up(api)
-    query = f"?api={api}"
+    query = "?" + urllib.parse.urlencode({"api": api})
 
     # Log in on the allowed origin: the refresh token goes into the cookie, not to the page.
     _open(browser, allowed + PAGE_PATH + query)
