@@ -9,8 +9,9 @@ away. The rules:
   The header is not a "simple" one, so a page of another origin cannot send it without a CORS
   preflight, which only the allowed origins pass. Requests without it work as before.
 - `refreshSession` and `logOut` without a token use the cookie: a refresh rotates it (the new
-  token replaces the cookie; a reused old one still revokes the chain, db/accounts.py), a
-  log-out ends its session, and either clears a cookie whose token is no longer good.
+  token replaces the cookie; a reused old one still revokes the chain, db/accounts.py) and a
+  log-out ends its session. A log-out clears the cookie, and so does a refresh whose token
+  will never work again.
 - The cookie authenticates nothing else: queries and other mutations take the bearer access
   token only (graph/context.py reads the `Authorization` header, never a cookie). A forged
   cross-site request can therefore at most rotate a session, and even that is refused: the
