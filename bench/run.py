@@ -508,7 +508,22 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--cprofile", action="store_true", help="print a profile instead")
     q.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
     q.add_argument("--scale", type=float, default=1.0)
+    live = sub.add_parser("live", help="live events: WebSocket subscribers under task changes")
+    live.add_argument("--subscribers", type=int, default=2000)
+    live.add_argument("--workspaces", type=int, default=20)
+    live.add_argument("--rate", type=float, default=50.0, help="task changes per second")
+    live.add_argument("--duration", type=float, default=30.0)
+    live.add_argument("--clients", type=int, default=2, help="subscriber processes")
+    live.add_argument("--scale", type=float, default=1.0)
+    live.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
+    live.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.command == "live":
+        from bench import live as live_events
+
+        url = database_url(args)
+        asyncio.run(prepare(url, args.scale))
+        return live_events.main(url, args)
     if args.command == "profile":
         import uvloop
 

@@ -6,12 +6,34 @@ import enum
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import any_, column, func, insert, select
+from sqlalchemy import (
+    BigInteger,
+    any_,
+    bindparam,
+    case,
+    column,
+    func,
+    insert,
+    literal_column,
+    select,
+)
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import wire
-from db.descriptions import Columns, Many, NodeType, One, Param, global_id, timestamp, value
-from db.models import Activity, ActivityKind
+from db import live_events, wire
+from db.descriptions import (
+    Arguments,
+    Columns,
+    Many,
+    NodeType,
+    One,
+    Param,
+    Value,
+    global_id,
+    timestamp,
+    value,
+)
+from db.models import EVENT_KIND_OF, Activity, ActivityKind
 from db.pagination import SortKey
 from db.principals import Principal, PrincipalSQL
 
@@ -52,10 +74,13 @@ async def record(
 ) -> None:
     """Write the history entry of a task change, in the caller's transaction.
 
-    This is the one place every task change passes through; live updates will hook in here.
+    This is the one place every task change passes through: the same statement sends the
+    change's live-event notice, which PostgreSQL delivers when the transaction commits
+    (`db.live_events`).
     """
-    await session.execute(
-        insert(A).values(
+    inserted = (
+        insert(A)
+        .values(
             workspace_id=workspace_id,
             project_id=project_id,
             task_id=task_id,
@@ -65,7 +90,10 @@ async def record(
             actor_api_key_id=principal.api_key_id,
             changes=list(changes),
         )
+        .returning(A.c.id, A.c.workspace_id, A.c.project_id, A.c.task_id)
+        .cte("inserted")
     )
+    await session.execute(select(live_events.task_notice_sql(inserted.c)))
 
 
 async def record_for(
@@ -137,4 +165,65 @@ ACTIVITY = NodeType(
         ),
     },
     visible=lambda c, p: c.workspace_id == any_(p.readable),
+)
+
+
+# ---------------------------------------------------------------- live events
+#
+# A task event (`Subscription.taskEvents`) is an activity row seen as what happened to the
+# task: read, like every other read, through the one statement of the read path, for one
+# activity row (`EVENT_PARAM`) at a time.
+
+EVENT_PARAM = "tg_event"
+
+
+def _event_kind(c: Columns, p: PrincipalSQL) -> Any:
+    return case({k.value: wire.sql_string(e.value) for k, e in EVENT_KIND_OF.items()}, value=c.kind)
+
+
+def _changed_fields(c: Columns, p: PrincipalSQL) -> Any:
+    entries = (
+        func.jsonb_array_elements(c.changes)
+        .table_valued(column("value"), with_ordinality="n")
+        .render_derived()
+    )
+    names = func.json_agg(
+        aggregate_order_by(entries.c.value.op("->>")(wire.sql_string("field")), entries.c.n)
+    )
+    return (
+        select(func.coalesce(names, literal_column("'[]'::json")))
+        .select_from(entries)
+        .scalar_subquery()
+    )
+
+
+TASK_EVENT = NodeType(
+    "TaskEvent",
+    lambda: select(A),
+    {
+        "kind": Value(_event_kind),
+        "task_id": value("task_id", lambda v: wire.global_id_sql("Task", v)),
+        "task": ACTIVITY.fields["task"],
+        "actor": ACTIVITY.fields["actor"],
+        "changed_fields": Value(_changed_fields),
+        "occurred_at": timestamp("created_at"),
+    },
+    visible=lambda c, p: c.workspace_id == any_(p.readable),
+)
+
+SUBSCRIPTION = NodeType(
+    "Subscription",
+    None,
+    {
+        # Which events a subscriber gets (its workspace and project) is the hub's to decide
+        # (graph/pubsub.py); the statement reads the one event it is run for.
+        "task_events": One(
+            "TaskEvent",
+            lambda e, parent, p, args, param: [
+                e.id == bindparam(EVENT_PARAM, type_=BigInteger),
+                e.workspace_id == any_(p.readable),
+            ],
+            arguments=Arguments(convert=lambda **_: None),
+        ),
+    },
 )

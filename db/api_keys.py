@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import any_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import prepared
+from db import live_events, prepared
 from db.descriptions import NodeType, One, Value, global_id, timestamp, value
 from db.errors import Unauthenticated
 from db.models import ApiKey, ApiScope
@@ -104,11 +104,11 @@ async def revoke_api_key(session: AsyncSession, principal: Principal, key_id: in
         )
     if row.revoked_at is not None:
         return row
-    return (
-        await session.execute(
-            update(K).where(K.c.id == key_id).values(revoked_at=datetime.now(UTC)).returning(K)
-        )
-    ).one()
+    revoked = (
+        update(K).where(K.c.id == key_id).values(revoked_at=datetime.now(UTC)).returning(K).cte()
+    )
+    notice = live_events.access_notice_sql(revoked.c.workspace_id, api_key_id=revoked.c.id)
+    return (await session.execute(select(revoked, notice))).one()
 
 
 def _by_prefix() -> Any:

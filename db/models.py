@@ -79,6 +79,26 @@ class ActivityKind(enum.StrEnum):
     LABELS_CHANGED = "LABELS_CHANGED"
 
 
+class TaskEventKind(enum.StrEnum):
+    """What a live event of a task says happened (each stands for kinds of activity)."""
+
+    CREATED = "CREATED"
+    UPDATED = "UPDATED"
+    DELETED = "DELETED"
+    COMMENTED = "COMMENTED"
+
+
+EVENT_KIND_OF = {
+    ActivityKind.TASK_CREATED: TaskEventKind.CREATED,
+    ActivityKind.TASK_UPDATED: TaskEventKind.UPDATED,
+    ActivityKind.LABELS_CHANGED: TaskEventKind.UPDATED,
+    ActivityKind.TASK_DELETED: TaskEventKind.DELETED,
+    ActivityKind.COMMENT_ADDED: TaskEventKind.COMMENTED,
+    ActivityKind.COMMENT_UPDATED: TaskEventKind.COMMENTED,
+    ActivityKind.COMMENT_DELETED: TaskEventKind.COMMENTED,
+}
+
+
 def _in(column: str, values: type[enum.Enum]) -> str:
     return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import any_, func, select, update
+from sqlalchemy import BigInteger, any_, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import tasks, validation, wire
+from db import prepared, tasks, validation, wire
 from db.descriptions import Columns, NodeType, One, Param, global_id, timestamp, value
 from db.models import Project, Task, TaskStatus
 from db.pagination import SortKey
@@ -71,6 +71,18 @@ async def create_project(
     if row is None:
         raise reject("This key is taken in the workspace.", ProblemCode.TAKEN, "input", "key")
     return row
+
+
+def _workspace_of() -> Any:
+    return select(P.c.workspace_id).where(P.c.id == bindparam("project_id", type_=BigInteger))
+
+
+async def workspace_of(pooled: prepared.Pooled, project_id: int) -> int | None:
+    """The workspace of a project, or None when there is no such project."""
+    rows = await pooled.rows(
+        prepared.shape("projects.workspace_of", _workspace_of), project_id=project_id
+    )
+    return rows[0].workspace_id if rows else None
 
 
 async def _locked_project(session: AsyncSession, principal: Principal, project_id: int) -> Any:

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import prepared
 from db.accounts import USER
-from db.activities import ACTIVITY, FIELD_CHANGE
+from db.activities import ACTIVITY, FIELD_CHANGE, SUBSCRIPTION, TASK_EVENT
 from db.api_keys import API_KEY
 from db.comments import COMMENT
 from db.descriptions import (
@@ -85,6 +85,8 @@ TYPES: dict[str, NodeType] = {
     node.name: node
     for node in (
         QUERY,
+        SUBSCRIPTION,
+        TASK_EVENT,
         USER,
         WORKSPACE,
         MEMBERSHIP,

@@ -8,7 +8,7 @@ from sqlalchemy import Integer, Text, any_, delete, false, func, insert, select,
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import activities, projects, tasks, validation, wire
+from db import activities, live_events, projects, tasks, validation, wire
 from db.accounts import check_email, normalise_email
 from db.activities import change
 from db.descriptions import (
@@ -254,14 +254,15 @@ async def update_member_role(
         )
     if target_role is Role.OWNER and role is not Role.OWNER and standing.owners <= 1:
         raise reject(_LAST_OWNER, ProblemCode.INVALID, *_ROLE_FIELD)
-    return (
-        await session.execute(
-            update(M)
-            .where(M.c.workspace_id == workspace_id, M.c.user_id == user_id)
-            .values(role=role.value)
-            .returning(M)
-        )
-    ).one()
+    changed = (
+        update(M)
+        .where(M.c.workspace_id == workspace_id, M.c.user_id == user_id)
+        .values(role=role.value)
+        .returning(M)
+        .cte("changed")
+    )
+    notice = live_events.access_notice_sql(changed.c.workspace_id, user_id=changed.c.user_id)
+    return (await session.execute(select(changed, notice))).one()
 
 
 async def remove_member(
@@ -298,7 +299,15 @@ async def remove_member(
             )
     if target_role is Role.OWNER and standing.owners <= 1:
         raise reject(_LAST_OWNER, ProblemCode.INVALID, *_USER_FIELD)
-    await session.execute(delete(M).where(M.c.workspace_id == workspace_id, M.c.user_id == user_id))
+    removed = (
+        delete(M)
+        .where(M.c.workspace_id == workspace_id, M.c.user_id == user_id)
+        .returning(M.c.workspace_id, M.c.user_id)
+        .cte("removed")
+    )
+    # Its notice comes before the unassignments': their events must not reach the member.
+    notice = live_events.access_notice_sql(removed.c.workspace_id, user_id=removed.c.user_id)
+    await session.execute(select(notice))
     await _unassign(session, principal, workspace_id, user_id)
     return user_id
 

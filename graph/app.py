@@ -1,5 +1,5 @@
-"""The ASGI application: /graphql (GraphiQL on GET in a browser, its files under /graphiql/),
-/healthz, /readyz."""
+"""The ASGI application: /graphql (GraphiQL on GET in a browser, its files under /graphiql/,
+WebSockets for subscriptions), /healthz, /readyz."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from db import migrations, prepared
+from db import live_events, migrations, prepared
 from db.engine import PoolSettings, make_engine, make_session_factory
 from db.errors import Unavailable
 from graph import request_log
 from graph.context import Resources, Run
 from graph.graphiql import mount_files
+from graph.pubsub import Hub
 from graph.schema import build_schema
 from graph.settings import Settings, SettingsError, load_settings
 from graph.view import GraphQLView
@@ -115,6 +116,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         tune_garbage_collector()
         yield
+        await router.live.close()
         await engine.dispose()
         if resources.limiters is not None:
             await resources.limiters.aclose()
@@ -147,10 +149,15 @@ def create_app(
             # Browsers keep a preflight's answer this long (Chromium at most 2 hours).
             max_age=600,
         )
+
+    def hub() -> Hub:
+        return Hub(schema._schema, live_events.listener_dsn(engine.url), open_pooled)
+
     router = GraphQLView(
         schema,
         "/graphql",
         resources=resources,
+        hub=hub,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
         # Queries over GET would let a cross-site <img> run them with the browser's cookies;
         # only POST runs operations.

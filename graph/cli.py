@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -261,7 +261,7 @@ def serve(
             reload=reload,
             loop="uvloop",
             http="httptools",
-            ws=WEBSOCKET_PROTOCOL,
+            **websocket_options(settings),
             # Each worker formats every logger alike (graph/request_log.py, app_from_env);
             # uvicorn's own configuration would replace it.
             log_config=None,
@@ -269,6 +269,24 @@ def serve(
             # Typed int by uvicorn; it takes any number of seconds (asyncio.wait_for).
             timeout_graceful_shutdown=settings.shutdown_timeout,  # type: ignore[arg-type]
         )
+
+
+def websocket_options(settings: Settings) -> dict[str, Any]:
+    """Uvicorn's WebSocket options from the settings: the protocol that closes with 1001 on
+    shutdown, the message size cap (1009 beyond it), and pings that end the connections of
+    clients that vanished without a close frame (and with them their subscriptions).
+
+    Without per-message compression: an event goes to every subscriber of its group, and
+    compressing it once per connection (each has its own compression context) cost more CPU
+    than everything else of its delivery (bench/README.md, live events).
+    """
+    return {
+        "ws": WEBSOCKET_PROTOCOL,
+        "ws_per_message_deflate": False,
+        "ws_max_size": settings.ws_max_message_bytes,
+        "ws_ping_interval": settings.ws_ping_interval,
+        "ws_ping_timeout": settings.ws_ping_interval,
+    }
 
 
 @app.command()

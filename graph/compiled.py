@@ -7,7 +7,7 @@ then evaluates the arguments of the fields that take any, with the resolvers' ow
 the statement of its shape, built and compiled once and kept, with its values as parameters.
 
 What goes to the resolvers instead, because its answer is an error or is not known here:
-- documents that do not parse or validate, subscriptions and mutations, documents with several
+- documents that do not parse or validate, mutations, documents with several
   operations and no name, documents over `MAX_QUERY_CHARS`, selections of more than
   `json_statement.MAX_KEYS` keys, and any field without a read description;
 - requests whose variables do not coerce, and arguments the resolvers refuse: a bad ID, a bad
@@ -154,6 +154,14 @@ class Operation:
     directive_variables: tuple[str, ...]
     trees: OrderedDict[tuple[Any, ...], Tree | None] = field(default_factory=OrderedDict)
 
+    @property
+    def kind(self) -> OperationType:
+        return self.operation.operation
+
+    @property
+    def is_query(self) -> bool:
+        return self.operation.operation is OperationType.QUERY
+
 
 class Compiler:
     """Compiled operations of one schema, remembered by (query text, operation name)."""
@@ -186,7 +194,7 @@ class Compiler:
         if validate(self.schema, document, (*specified_rules, *document_rules.RULES)):
             raise Unsupported
         operation = _operation(document, operation_name)
-        if operation.operation != OperationType.QUERY:
+        if operation.operation not in _ROOTS:
             raise Unsupported
         fragments = {
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
@@ -198,6 +206,11 @@ class Compiler:
         if not variables:
             compiled.trees[()] = _Collector(self.schema, fragments, {}).tree(operation)
         return compiled
+
+
+# The operations compiled, and the description of their root. A subscription's statement
+# renders one event (graph/pubsub.py).
+_ROOTS = {OperationType.QUERY: "Query", OperationType.SUBSCRIPTION: "Subscription"}
 
 
 def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode:
@@ -242,7 +255,7 @@ class _Collector:
         self.picked = 0
 
     def tree(self, operation: OperationDefinitionNode) -> Tree:
-        root = self.schema.query_type
+        root = self.schema.get_root_type(operation.operation)
         assert root is not None
         picks = self.objects(root, [operation.selection_set])
         return Tree(picks, self.sites)
@@ -437,11 +450,13 @@ def statement(
     principal: Principal | None,
     variables: dict[str, Any] | None,
     viewer: int | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> tuple[str, list[Any]]:
     """The SQL and parameters of one request; Fallback where the normal path must answer.
 
     With a `viewer` (the user of a good access token) instead of a principal, the statement
     reads the user's memberships itself and returns NULL when the user no longer exists.
+    `extra` holds parameters of the root's own (a subscription's event).
     """
     definitions = operation.operation.variable_definitions or ()
     values: Any = None
@@ -457,6 +472,8 @@ def statement(
     params: dict[str, Any] = (
         {VIEWER_PARAM: viewer} if principal is None else principal_params(principal)
     )
+    if extra:
+        params.update(extra)
     try:
         for i, site in enumerate(tree.sites):
             if not all(_reads(tree.sites[j], args[j], t) for j, t in site.guard):
@@ -478,7 +495,8 @@ def statement(
         key = (tree.token, principal is None, tuple(shapes))
         compiled = KEPT.get(key)
         if compiled is None:
-            built = json_statement.build(TYPES, "Query", tree.picks, args, principal is None)
+            root = _ROOTS[operation.operation.operation]
+            built = json_statement.build(TYPES, root, tree.picks, args, principal is None)
             compiled = prepared.compile_shape(built)
             KEPT.put(key, compiled)
     except NotCompiled:

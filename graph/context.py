@@ -83,6 +83,9 @@ class Context(BaseContext):
         self._closing = False
         # Set when the request carried bad credentials; the schema refuses the operation.
         self.auth_error: Exception | None = None
+        # A WebSocket's: the payload of its `connection_init`, and its open subscriptions.
+        self.connection_params: dict[str, Any] | None = None
+        self.subscriptions = 0
 
     @cached_property
     def loaders(self) -> Loaders:

@@ -36,6 +36,10 @@ class ErrorCode(enum.StrEnum):
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     # A request refused at the HTTP level, before any operation (malformed body, no query).
     BAD_REQUEST = "BAD_REQUEST"
+    # A subscription over the caps of its connection or its principal.
+    TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
+    # Live events were lost (the server could not listen for a while): refetch.
+    EVENTS_MISSED = "EVENTS_MISSED"
 
 
 class ApiError(Exception):

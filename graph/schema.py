@@ -1,11 +1,13 @@
-"""Assembles the schema: Query, Mutation and the extensions every operation runs through."""
+"""Assembles the schema: Query, Mutation, Subscription and the extensions every operation runs
+through."""
 
 from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any
 
 import strawberry
 from graphql import ASTValidationRule, GraphQLError, NoSchemaIntrospectionCustomRule
@@ -25,6 +27,10 @@ from graph.mutations.projects import ProjectMutations
 from graph.mutations.tasks import TaskMutations
 from graph.mutations.workspaces import WorkspaceMutations
 from graph.types.query import Query
+from graph.types.task_event import Subscription
+
+if TYPE_CHECKING:
+    from graph.subscriptions import Live
 
 
 @strawberry.type
@@ -122,6 +128,8 @@ class TaskgraphSchema(strawberry.Schema):
         super().__init__(*args, **kwargs)
         self.debug = debug
         self.suggestions = suggestions
+        # The app's subscriptions, set by its view (graph/view.py).
+        self.live: Live | None = None
 
     async def execute(
         self,
@@ -154,6 +162,52 @@ class TaskgraphSchema(strawberry.Schema):
                 result.errors = [_without_suggestions(error) for error in result.errors]
         return result
 
+    async def stream(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+    ) -> AsyncGenerator[Any, None]:
+        """Operations over a stream (WebSockets, multipart HTTP): subscriptions served by the
+        app's live events (graph/subscriptions.py), the rest by the schema's execution, each
+        error with its code as over HTTP."""
+
+        async def executed(context: Any) -> AsyncGenerator[Any, None]:
+            results = await super(TaskgraphSchema, self).stream(
+                query,
+                variable_values=variable_values,
+                context_value=context,
+                root_value=root_value,
+                operation_name=operation_name,
+                operation_extensions=operation_extensions,
+                allowed_operation_types=allowed_operation_types,
+            )
+            return self._classified(results)
+
+        if self.live is None:
+            return await executed(context_value)
+        return await self.live.stream(
+            query,
+            variable_values,
+            context_value,
+            operation_name,
+            allowed_operation_types,
+            executed,
+        )
+
+    async def _classified(self, results: AsyncGenerator[Any, None]) -> AsyncGenerator[Any, None]:
+        async with aclosing(results):
+            async for result in results:
+                if getattr(result, "errors", None):
+                    result.errors = classify_all(result.errors, debug=self.debug)
+                    if not self.suggestions:
+                        result.errors = [_without_suggestions(error) for error in result.errors]
+                yield result
+
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         """Faults are logged once, with an error id, by the ErrorCodes extension; errors the
         client caused are not server problems and are not logged."""
@@ -177,6 +231,7 @@ def build_schema(*, debug: bool = False, introspection: bool = True) -> strawber
     return TaskgraphSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         extensions=[
             Authentication,
             # Both caches are shared by every request of the process.

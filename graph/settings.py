@@ -108,6 +108,27 @@ class Settings(BaseSettings):
     login_attempts_per_address: int = Field(default=30, ge=1)
     login_window_seconds: int = Field(default=900, ge=1)
 
+    # Live events over WebSockets (graph/subscriptions.py, graph/pubsub.py).
+    ws_init_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a WebSocket may take to send connection_init before it is closed.",
+    )
+    ws_ping_interval: float = Field(
+        default=20.0,
+        gt=0,
+        description="Seconds between WebSocket pings; a client that does not answer within as "
+        "long again is disconnected and its subscriptions end.",
+    )
+    ws_max_message_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Larger WebSocket messages close the connection (1009).",
+    )
+    max_subscriptions_per_connection: int = Field(default=50, ge=1, le=10_000)
+    max_subscriptions_per_principal: int = Field(default=200, ge=1, le=100_000)
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:

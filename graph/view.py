@@ -23,24 +23,32 @@ per request in profiles (bench/README.md, step 20).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import orjson
 from fastapi import FastAPI
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.routing import APIRoute
 from graphql import GraphQLError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
-from starlette.responses import Response
-from strawberry.exceptions import MissingQueryError
+from starlette.responses import Response, StreamingResponse
+from starlette.websockets import WebSocket
+from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
 from strawberry.fastapi import GraphQLRouter
 from strawberry.schema import BaseSchema
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.subscriptions import (
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    GRAPHQL_WS_PROTOCOL,
+    MULTIPART_SUBSCRIPTION_PROTOCOL,
+)
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
@@ -63,8 +71,10 @@ from graph.http_protocol import (
     request_error_status,
 )
 from graph.persisted_documents import Documents
+from graph.pubsub import Hub
 from graph.query_limits import Limits
 from graph.rate_limits import client_address, principal_key
+from graph.subscriptions import Live
 
 log = logging.getLogger(__name__)
 
@@ -205,21 +215,61 @@ def _identified(formatted: dict[str, Any]) -> dict[str, Any]:
     return {**formatted, "extensions": {**extensions, "requestId": entry.request_id}}
 
 
+class _LegacyWebSocket(BaseGraphQLWSHandler[Context, None]):
+    """The legacy graphql-ws protocol, closing a connection that sends no `connection_init`
+    in time (4408, as graphql-transport-ws does; the protocol itself has no deadline)."""
+
+    async def handle(self) -> None:
+        deadline = asyncio.create_task(self._close_unless_initialised())
+        try:
+            await super().handle()
+        finally:
+            deadline.cancel()
+
+    async def _close_unless_initialised(self) -> None:
+        await asyncio.sleep(self.view.ws_init_timeout)  # type: ignore[attr-defined]
+        if not self.connection_acknowledged:
+            await self.websocket.close(code=4408, reason="Connection initialisation timeout")
+
+
 class GraphQLView(GraphQLRouter[Context, None]):
     """Strawberry's view of /graphql: its schema execution (with the schema's extensions),
     GraphiQL and WebSockets, and the project's GraphQL-over-HTTP handling of GET and POST
     (graph/http_protocol.py), which Strawberry's own handling does not follow (one media
     type, plain-text refusals, 200 for every request error)."""
 
+    graphql_ws_handler_class = _LegacyWebSocket
+
     def __init__(
-        self, schema: BaseSchema, path: str, *, resources: Resources, **options: Any
+        self,
+        schema: BaseSchema,
+        path: str,
+        *,
+        resources: Resources,
+        hub: Callable[[], Hub],
+        **options: Any,
     ) -> None:
         self.resources = resources
-        super().__init__(schema, path, context_getter=self._context, **options)
+        settings = resources.settings
+        super().__init__(
+            schema,
+            path,
+            subscription_protocols=(
+                GRAPHQL_TRANSPORT_WS_PROTOCOL,
+                GRAPHQL_WS_PROTOCOL,
+                MULTIPART_SUBSCRIPTION_PROTOCOL,
+            ),
+            connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout),
+            # Subscriptions are counted by graph/subscriptions.py, with an error code.
+            max_subscriptions_per_connection=None,
+            # The legacy protocol's keep-alive message; both also get WebSocket pings.
+            keep_alive=True,
+            keep_alive_interval=15,
+            **options,
+        )
         self.compiler = compiled.Compiler(schema._schema)
         self.debug: bool = getattr(schema, "debug", False)
         self.graphql_path = path
-        settings = resources.settings
         self.csrf_prevention = settings.csrf_prevention
         self.admission = Admission(
             schema._schema,
@@ -230,16 +280,31 @@ class GraphQLView(GraphQLRouter[Context, None]):
         self.documents = Documents.from_files(
             settings.trusted_documents, trusted_only=settings.trusted_documents_only
         )
-        # GET and POST are the app's own route (see `mount`); WebSockets stay the router's.
-        self.routes[:] = [route for route in self.routes if not isinstance(route, APIRoute)]
+        self.live = Live(
+            schema._schema,
+            self.compiler,
+            self.admission,
+            hub,
+            per_connection=settings.max_subscriptions_per_connection,
+            per_principal=settings.max_subscriptions_per_principal,
+            debug=self.debug,
+        )
+        schema.live = self.live  # type: ignore[attr-defined]
+        self.ws_init_timeout = settings.ws_init_timeout
+        # Every path is the app's own route (see `mount`), not the router's.
+        self.routes.clear()
+
+    def encode_json(self, data: object) -> str:
+        # Every WebSocket message and multipart part, as text (a text frame: bytes would be
+        # a binary one, which GraphQL WebSocket clients do not read).
+        return orjson.dumps(data).decode()
 
     async def render_graphql_ide(self, request: Request) -> Response:
         # GraphiQL from the server's own files (graph/graphiql.py), not from a CDN.
         return graphiql.page()
 
     def mount(self, app: FastAPI) -> None:
-        """Serve the path on `app`: GET and POST as a plain route of the app, WebSockets
-        through the router.
+        """Serve the path on `app`: GET and POST, and WebSockets, as plain routes of the app.
 
         The framework's routes solved a tree of dependencies per request (the context getter
         with its own request, response and background tasks, the root value) and were matched
@@ -248,14 +313,44 @@ class GraphQLView(GraphQLRouter[Context, None]):
         """
         path = self.graphql_path
         app.add_route(path, self.serve, methods=["GET", "POST"], include_in_schema=False)
-        app.include_router(self)
+        app.router.add_websocket_route(path, self.serve_websocket)
         app.add_exception_handler(StarletteHTTPException, _refusal_handler(path))
 
-    def _context(self, request: Request) -> Context:
-        # Nothing is opened or looked up yet (graph/context.py); `serve` closes it.
-        context = Context(self.resources, request.headers.get("authorization"))
-        context.request = request
-        return context
+    async def serve_websocket(self, websocket: WebSocket) -> None:
+        """A WebSocket on /graphql: Strawberry's handlers of both protocols, with a context
+        for the connection (its credentials: the upgrade's `Authorization` header, or the
+        `connection_init` payload's, see `on_ws_connect`)."""
+        context = Context(self.resources, websocket.headers.get("authorization"))
+        context.request = websocket  # type: ignore[assignment]
+        try:
+            await self.run(websocket, context=context, root_value=None)
+        finally:
+            await context.close()
+
+    async def on_ws_connect(self, context: Context) -> None:
+        """`connection_init`: the connection's principal, from the payload's `authorization`
+        (browsers cannot set headers on a WebSocket) or the upgrade's header. Bad credentials
+        close the connection: 4403 (graphql-transport-ws), or `connection_error`."""
+        try:
+            given = _authorization_of(context.connection_params)
+        except ValueError as exc:
+            raise ConnectionRejectionError(_rejection(str(exc), ErrorCode.BAD_REQUEST)) from None
+        if given is not None:
+            context.authorization = given
+        try:
+            await context.authenticate()
+        except Exception as exc:
+            log.warning("a WebSocket could not be authenticated: %s", exc)
+            raise ConnectionRejectionError(
+                _rejection("The server cannot check credentials now.", _UNAVAILABLE)
+            ) from None
+        finally:
+            # The principal is kept; each operation opens what it needs (graph/subscriptions.py).
+            await context.close()
+        if context.auth_error is not None:
+            raise ConnectionRejectionError(
+                _rejection(str(context.auth_error), ErrorCode.UNAUTHENTICATED.value)
+            )
 
     async def serve(self, request: Request) -> Response:
         headers = _Headers(request.scope["headers"])
@@ -302,7 +397,7 @@ class GraphQLView(GraphQLRouter[Context, None]):
         context = Context(self.resources, headers.get("authorization"))
         context.request = request
         try:
-            answer = await self._answer(context, method, media_type, params, entry)
+            answer = await self._answer(context, method, media_type, params, entry, headers)
             return browser_sessions.with_cookies(answer, context)
         except RequestError as error:
             return refused(error, media_type)
@@ -319,6 +414,7 @@ class GraphQLView(GraphQLRouter[Context, None]):
         media_type: str,
         params: Params,
         entry: request_log.Entry,
+        headers: Mapping[str, str],
     ) -> Response:
         query = params.query
         assert query is not None
@@ -337,8 +433,10 @@ class GraphQLView(GraphQLRouter[Context, None]):
                 ExecutionResult(data=None, errors=[admitted.error], extensions=extensions),
                 media_type,
             )
+        if checked.operation is not None and checked.operation[1] == "subscription":
+            return await self._subscription(context, params, headers)
         operation = self.compiler.lookup(query, params.operation_name)
-        if operation is not None:
+        if operation is not None and operation.is_query:
             try:
                 data = await self._compiled(context, operation, params.variables)
             except Exception as exc:
@@ -381,6 +479,28 @@ class GraphQLView(GraphQLRouter[Context, None]):
         if extensions:
             result.extensions = {**(result.extensions or {}), **extensions}
         return self._result(result, media_type)
+
+    async def _subscription(
+        self, context: Context, params: Params, headers: Mapping[str, str]
+    ) -> Response:
+        """A subscription over HTTP: a multipart response (Apollo Client's transport), one part
+        per event, with heartbeats; over a WebSocket otherwise."""
+        transport = self._get_stream_transport_from_headers(headers)
+        if transport is None:
+            raise RequestError(
+                406,
+                "Subscriptions are served over a WebSocket, or over HTTP with "
+                '`Accept: multipart/mixed;subscriptionSpec="1.0"`.',
+            )
+        results = await self.schema.stream(
+            params.query,
+            variable_values=params.variables,
+            context_value=context,
+            operation_name=params.operation_name,
+            allowed_operation_types=(OperationType.SUBSCRIPTION,),
+        )
+        stream = self._stream_result(context.request, results, transport)
+        return StreamingResponse(stream(), headers=transport.headers)
 
     def _result(self, result: ExecutionResult, media_type: str) -> Answer:
         errors = result.errors
@@ -494,3 +614,22 @@ def _refusal_handler(path: str) -> Callable[[Request, Exception], Awaitable[Resp
         return refused(RequestError(exc.status_code, exc.detail, headers=exc.headers))
 
     return handle
+
+
+def _authorization_of(payload: Mapping[str, Any] | None) -> str | None:
+    """The credentials of a `connection_init` payload: `authorization`, at its top or under
+    `headers` (as GraphiQL sends its headers), in any case."""
+    if not payload:
+        return None
+    for found in (payload, payload.get("headers")):
+        if isinstance(found, Mapping):
+            for name, value in found.items():
+                if isinstance(name, str) and name.lower() == "authorization":
+                    if not isinstance(value, str):
+                        raise ValueError("`authorization` must be a string.")
+                    return value
+    return None
+
+
+def _rejection(message: str, code: str) -> dict[str, Any]:
+    return {"message": message, "extensions": {"code": code}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import insert, update
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.accounts import hash_password
 from db.models import (
     Activity,
+    ApiScope,
     Comment,
     Label,
     Membership,
@@ -201,3 +203,15 @@ async def world(session: AsyncSession) -> World:
     other_task = await task(session, other_proj, users["outsider"].id)
     await session.flush()
     return World(users, ws, other, proj, other_proj, tasks, other_task, labels, other_label)
+
+
+async def api_key(
+    session: AsyncSession, workspace_id: int, admin_id: int, scopes: set[ApiScope]
+) -> Any:
+    """A new API key of the workspace, made by one of its admins (`.row`, `.secret`)."""
+    from db.api_keys import create_api_key
+    from db.principals import Principal
+
+    admin = Principal(user_id=admin_id, roles=MappingProxyType({workspace_id: Role.ADMIN}))
+    created = await create_api_key(session, admin, workspace_id, unique("key"), sorted(scopes))
+    return created

@@ -10,11 +10,16 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from db.engine import make_engine
+from db.models import ApiScope
 from graph import compiled
 from graph.app import create_app
 from graph.auth import issue_access_token
 from graph.context import Context
+from graph.ids import to_global_id
 from graph.settings import Settings
+from tests import factories
+from tests.graph.live_app import LiveApp, Seeded, served
 
 SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
 
@@ -147,3 +152,37 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> list[Context]:
 # headless Chromium (tests/graph/chromium.py).
 from tests.graph.chromium import chromium, chromium_path  # noqa: E402, F401
 from tests.graph.live_server import live_server  # noqa: E402, F401
+
+# Live events: the app served by uvicorn on a committed database (tests/graph/live_app.py).
+
+
+@pytest.fixture
+async def live_engine(committed_db: str) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(committed_db)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def seeded(live_engine: AsyncEngine) -> Seeded:
+    async with AsyncSession(live_engine, expire_on_commit=False) as session:
+        world = await factories.world(session)
+        read_key = await factories.api_key(
+            session, world.workspace.id, world.users["admin"].id, {ApiScope.READ}
+        )
+        await session.commit()
+    return Seeded(
+        world,
+        to_global_id("Workspace", world.workspace.id),
+        to_global_id("Project", world.project.id),
+        to_global_id("Workspace", world.other_workspace.id),
+        {name: token_for(user.id) for name, user in world.users.items()},
+        read_key.secret,
+        to_global_id("ApiKey", read_key.row.id),
+    )
+
+
+@pytest.fixture
+async def live(settings: Settings, live_engine: AsyncEngine) -> AsyncIterator[LiveApp]:
+    async with served(settings, live_engine) as app:
+        yield app

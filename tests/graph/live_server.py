@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pytest
 from tests.graph.conftest import SECRET
 
 
-def free_port() -> int:
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -35,12 +36,11 @@ class Server:
 
 
 def _start(
-    database_url: str, folder: Path, **settings: str
+    database_url: str, folder: Path, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[bytes], Server]:
-    """The server on `database_url`, with `settings` (environment variables) besides the
-    defaults."""
-    port = free_port()
+    port = _free_port()
     log = folder / "server.log"
+    given = env or {}
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -49,7 +49,7 @@ def _start(
         "GRAPHIQL": "true",
         "DEBUG": "false",
         "CORS_ORIGINS": "",
-        **settings,
+        **given,
     }
     command = [sys.executable, "-m", "graph.cli", "serve", "--host", "127.0.0.1"]
     command += ["--port", str(port)]
@@ -84,11 +84,20 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
         server.wait(timeout=10)
 
 
-@pytest.fixture
-async def live_server(committed_db: str, tmp_path: Path) -> AsyncIterator[Server]:
+@asynccontextmanager
+async def serving(
+    database_url: str, folder: Path, env: dict[str, str] | None = None
+) -> AsyncIterator[Server]:
     """`taskgraph serve` as a process of its own, stopped (and waited for) afterwards."""
-    process, server = await asyncio.to_thread(_start, committed_db, tmp_path)
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    process, server = await asyncio.to_thread(_start, database_url, folder, env)
     try:
         yield server
     finally:
         await asyncio.to_thread(_stop, process)
+
+
+@pytest.fixture
+async def live_server(committed_db: str, tmp_path: Path) -> AsyncIterator[Server]:
+    async with serving(committed_db, tmp_path) as server:
+        yield server

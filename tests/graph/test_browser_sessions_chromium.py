@@ -30,7 +30,7 @@ import httpx
 
 from graph.browser_sessions import COOKIE
 from tests.graph.chromium import Chromium
-from tests.graph.live_server import _start, _stop
+from tests.graph.live_server import serving
 
 EMAIL = "spa@example.com"
 PASSWORD = "a long passphrase 42"
@@ -226,14 +226,9 @@ async def test_a_single_page_app_keeps_its_session_in_the_cookie(
     with _page_server() as allowed_port, _page_server() as other_port:
         allowed = f"http://127.0.0.1:{allowed_port}"
         others = [f"http://localhost:{allowed_port}", f"http://127.0.0.1:{other_port}"]
-        process, server = await asyncio.to_thread(
-            _start, committed_db, tmp_path, CORS_ORIGINS=allowed
-        )
-        try:
+        async with serving(committed_db, tmp_path, {"CORS_ORIGINS": allowed}) as server:
             try:
                 await asyncio.to_thread(_in_browser, chromium, server.url, allowed, others)
             except BaseException:
                 print(f"server log:\n{server.output()}\n{chromium.problems()}")
                 raise
-        finally:
-            await asyncio.to_thread(_stop, process)
