@@ -1,6 +1,7 @@
 """Browser sessions through the ASGI app: the refresh token in an HttpOnly cookie on request
-(`X-Session-Cookie: 1`), refreshSession and logOut from the cookie, the CSRF rules, and CORS
-with credentials (graph/browser_sessions.py). In a real browser: test_browser_sessions_chromium.py.
+(`X-Session-Cookie: 1`), refreshSession and logOut from the cookie, the CSRF rules, CORS
+with credentials, and none of it over a WebSocket (graph/browser_sessions.py). In a real
+browser: test_browser_sessions_chromium.py.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from graph.browser_sessions import COOKIE
 from graph.settings import Settings
 from tests import factories
 from tests.graph.conftest import Api, _api, without_cost
+from tests.graph.live_app import TRANSPORT_WS, LiveApp, socket_to
 
 APP = "https://app.example"
 AUTH_FIELDS = "user { name } accessToken refreshToken expiresAt userErrors { field message code }"
@@ -424,3 +426,26 @@ async def test_an_api_client_sees_no_difference(api: Api, session: AsyncSession)
     response = await api.post(REFRESH, {"input": {"refreshToken": token}})
     assert "set-cookie" not in response.headers
     assert response.json()["data"]["refreshSession"]["refreshToken"].startswith("tgr_")
+
+
+async def test_over_a_websocket_the_cookie_is_neither_set_nor_honoured(
+    live: LiveApp, live_engine: AsyncEngine
+) -> None:
+    """A WebSocket's messages can set no cookie, and its handshake (which carries the
+    browser's cookies) is no JSON POST: there the tokens stay in the payloads."""
+    async with AsyncSession(live_engine, expire_on_commit=False) as session:
+        _, token = await _session_of(session)
+        _, cookie = await _session_of(session, "other")
+    handshake = {"cookie": f"{COOKIE}={cookie}", "x-session-cookie": "1"}
+    async with socket_to(live.ws, TRANSPORT_WS, handshake) as ws:
+        assert (await ws.init())["type"] == "connection_ack"
+        await ws.subscribe("given", REFRESH, {"input": {"refreshToken": token}})
+        given = (await ws.next_message())["payload"]["data"]["refreshSession"]
+        assert given["userErrors"] == [] and given["refreshToken"].startswith("tgr_")
+        assert (await ws.next_message())["type"] == "complete"
+        await ws.subscribe("cookie", REFRESH, {"input": {}})
+        from_cookie = (await ws.next_message())["payload"]["data"]["refreshSession"]
+        assert [e["field"] for e in from_cookie["userErrors"]] == [["input", "refreshToken"]]
+        assert from_cookie["accessToken"] is None
+    async with AsyncSession(live_engine) as session:
+        assert not await _revoked(session, cookie)
