@@ -147,8 +147,13 @@ def create_app(
                 "content-type",
                 "apollo-require-preflight",
                 "x-apollo-operation-name",
+                "x-session-cookie",
             ],
+            # The named origins may send the session cookie (graph/browser_sessions.py).
+            # Never with `*`: the middleware would then echo any origin with credentials.
+            allow_credentials="*" not in settings.cors_origins,
             expose_headers=["retry-after"],
+            # Browsers keep a preflight's answer this long (Chromium at most 2 hours).
             max_age=600,
         )
 

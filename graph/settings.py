@@ -78,6 +78,11 @@ class Settings(BaseSettings):
         "GRAPHIQL.",
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    session_cookie_samesite: Literal["strict", "lax"] = Field(
+        default="strict",
+        description="SameSite of the refresh-token cookie of browser sessions "
+        "(graph/browser_sessions.py): Strict, or Lax.",
+    )
     trusted_documents: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
         description="Manifests of trusted documents (comma-separated paths): Apollo's "
@@ -173,6 +178,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("session_cookie_samesite", mode="before")
+    @classmethod
+    def _lower_samesite(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("secret_key", mode="before")
     @classmethod

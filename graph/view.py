@@ -55,7 +55,7 @@ from strawberry.types.graphql import OperationType
 from db import prepared
 from db.errors import unavailable
 from db.principals import Principal
-from graph import compiled, graphiql, request_log, tracing
+from graph import browser_sessions, compiled, graphiql, request_log, tracing
 from graph.admission import Admission
 from graph.context import Context, Resources, Run
 from graph.errors import ErrorCode, classify_all
@@ -404,7 +404,8 @@ class GraphQLView(GraphQLRouter[Context, None]):
         context = Context(self.resources, headers.get("authorization"))
         context.request = request
         try:
-            return await self._answer(context, method, media_type, params, entry, headers)
+            answer = await self._answer(context, method, media_type, params, entry, headers)
+            return browser_sessions.with_cookies(answer, context)
         except RequestError as error:
             return refused(error, media_type)
         finally:

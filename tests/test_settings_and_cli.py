@@ -37,6 +37,8 @@ from tests.processes import ROOT, end, ended, postmasters, start_serve
         # A replica of the embedded database is not a thing.
         ({"DATABASE_URL": "", "DATABASE_READ_URL": "postgresql://r/d"}, "DATABASE_READ_URL"),
         ({"DATABASE_WAIT_TIMEOUT": "-1"}, "DATABASE_WAIT_TIMEOUT"),
+        # SameSite=None would make the session cookie a third-party one.
+        ({"SESSION_COOKIE_SAMESITE": "None"}, "SESSION_COOKIE_SAMESITE"),
     ],
 )
 def test_bad_settings_fail_with_one_line(
@@ -54,10 +56,13 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://u@h:5432/d")
     monkeypatch.setenv("DATABASE_READ_URL", "postgres://u@replica:5432/d")
     monkeypatch.setenv("CORS_ORIGINS", "https://a.example, https://b.example")
+    assert load_settings().session_cookie_samesite == "strict"
+    monkeypatch.setenv("SESSION_COOKIE_SAMESITE", "Lax")
     settings = load_settings()
     assert settings.database_url == "postgresql+asyncpg://u@h:5432/d"
     assert settings.database_read_url == "postgresql+asyncpg://u@replica:5432/d"
     assert settings.cors_origins == ["https://a.example", "https://b.example"]
+    assert settings.session_cookie_samesite == "lax"
     assert not settings.embedded
 
 

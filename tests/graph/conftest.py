@@ -100,7 +100,10 @@ def token_for(user_id: int) -> str:
 
 
 async def _api(
-    settings: Settings, engine: AsyncEngine, connection: AsyncConnection
+    settings: Settings,
+    engine: AsyncEngine,
+    connection: AsyncConnection,
+    base_url: str = "http://test",
 ) -> AsyncIterator[Api]:
     def sessions() -> AsyncSession:
         return AsyncSession(
@@ -109,7 +112,7 @@ async def _api(
 
     app = create_app(settings, engine=engine, session_factory=sessions)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
         yield Api(client)
 
 
@@ -145,7 +148,9 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> list[Context]:
     return found
 
 
-# A real server process, for tests of real connections (tests/graph/live_server.py).
+# A real server process, for tests of real connections (tests/graph/live_server.py), and
+# headless Chromium (tests/graph/chromium.py).
+from tests.graph.chromium import chromium, chromium_path  # noqa: E402, F401
 from tests.graph.live_server import live_server  # noqa: E402, F401
 
 # Live events: the app served by uvicorn on a committed database (tests/graph/live_app.py).

@@ -135,12 +135,26 @@ async def test_no_credential_is_ever_logged(api: Api, session: AsyncSession) -> 
         )
         rotated = await api.data(REFRESH, {"input": {"refreshToken": refresh}})
         second = rotated["refreshSession"]["refreshToken"]
+        # And the browser session's cookie (graph/browser_sessions.py), set and sent back.
+        in_cookie = await api.client.post(
+            "/graphql",
+            json={"query": REFRESH, "variables": {"input": {"refreshToken": second}}},
+            headers={"x-session-cookie": "1"},
+        )
+        cookie = in_cookie.headers["set-cookie"].split(";", 1)[0]
+        assert cookie.startswith("taskgraph_refresh=tgr_")
+        await api.client.post(
+            "/graphql",
+            json={"query": REFRESH, "variables": {"input": {}}},
+            headers={"cookie": cookie},
+        )
         await api(LOG_OUT, {"input": {"refreshToken": second}})
         for token in (access, key.secret, key.secret + "x", "not-a-token"):
             await api("{ me { name } workspaces { totalCount } }", token=token)
             await api("{ __typename }", token=token)
             await api("{ nope }", token=token)
     text = out.getvalue()
-    assert text.count('"taskgraph.request"') >= 14  # a line per request was written
-    for secret in (PASSWORD, access, refresh, second, key.secret, "Bearer "):
+    assert text.count('"taskgraph.request"') >= 16  # a line per request was written
+    secrets = (PASSWORD, access, refresh, second, cookie.split("=", 1)[1], key.secret, "Bearer ")
+    for secret in secrets:
         assert secret not in text, secret
