@@ -49,6 +49,7 @@ def create_app(
             max_overflow=settings.max_overflow,
             timeout=settings.pool_timeout,
             statement_timeout_ms=settings.statement_timeout_ms,
+            statement_cache=settings.statement_cache,
         ),
     )
     sessions = session_factory or make_session_factory(engine)

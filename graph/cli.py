@@ -142,10 +142,10 @@ def _database(settings: Settings, stops: _StopSignals) -> Iterator[str]:
             stop(pgdata)
 
 
-def _migrate(url: str, revision: str = "head") -> None:
+def _migrate(settings: Settings, url: str, revision: str = "head") -> None:
     from db.migrations import upgrade_sync
 
-    upgrade_sync(url, revision)
+    upgrade_sync(url, revision, statement_cache=settings.statement_cache)
 
 
 async def _user_count(url: str) -> int:
@@ -231,7 +231,7 @@ def serve(
     secret_key = _secret_key(settings)
     stops = _StopSignals()
     with stops.installed(), _database(settings, stops) as url:
-        _migrate(url)
+        _migrate(settings, url)
         stops.check()
         if settings.embedded and demo and asyncio.run(_user_count(url)) == 0:
             _seed(url, demo_scale)
@@ -280,7 +280,7 @@ def migrate(
     stops = _StopSignals()
     with stops.installed():
         with _database(settings, stops) as url:
-            _migrate(url, revision)
+            _migrate(settings, url, revision)
         out.print(f"Database migrated to {revision}.")
 
 
@@ -292,7 +292,7 @@ def seed(
     settings = _settings()
     stops = _StopSignals()
     with stops.installed(), _database(settings, stops) as url:
-        _migrate(url)
+        _migrate(settings, url)
         _seed(url, scale)
 
 

@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     statement_timeout_ms: int = Field(
         default=15_000, ge=0, description="PostgreSQL statement_timeout; 0 disables it."
     )
+    statement_cache: bool = Field(
+        default=True,
+        description="Keep prepared statements on each database connection. False when "
+        "DATABASE_URL goes through a pooler in transaction mode (PgBouncer's "
+        "pool_mode=transaction): docs/deployment.md.",
+    )
     secret_key: str | None = Field(
         default=None,
         min_length=32,
