@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -402,13 +403,14 @@ class Server:
                 "warning",
             ]
         # A server writes a log line per request, as in production; they are not the
-        # bench's output.
+        # bench's output, but the last of them say why a server did not start.
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
         self.process = subprocess.Popen(  # noqa: S603
             command,
             cwd=ROOT,
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=self.log,
             preexec_fn=_stop_with_parent,
         )
         deadline = time.monotonic() + 60
@@ -418,7 +420,10 @@ class Server:
                     break
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"{target} did not start") from None
+                    self.process.kill()
+                    self.log.seek(0)
+                    last = self.log.read().decode(errors="replace")[-2000:]
+                    raise SystemExit(f"{target} did not start:\n{last}") from None
                 time.sleep(0.1)
         self.ps = psutil.Process(self.process.pid)
         self.peak_rss = 0
@@ -459,6 +464,7 @@ class Server:
         self._sampling = False
         self.process.terminate()
         self.process.wait(timeout=30)
+        self.log.close()
 
 
 def run_target(
