@@ -60,9 +60,6 @@ async def test_bench_runs_every_op_against_every_target(server_url: str, tmp_pat
             "2",
             "--clients",
             "1",
-            # Several workers: each server is a supervisor and its worker processes.
-            "--workers",
-            "2",
             "--database-url",
             url,
             "--output",
@@ -79,14 +76,11 @@ async def test_bench_runs_every_op_against_every_target(server_url: str, tmp_pat
         await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     report = json.loads(output.read_text())
     assert set(report["targets"]) == {"taskgraph", "floor", "naive"}
-    assert report["settings"]["workers"] == 2
     for target, results in report["targets"].items():
         assert set(results) == set(ALL_OPS), target
         for op, row in results.items():
             assert row["rps"] > 0 and row["errors"] == 0, (target, op, row)
             assert row["statements_per_request"] >= 1, (target, op)
-            # The workers' CPU, not only the supervisor's (which serves no request).
-            assert row["server_cpu_ms_per_request"] > 0.1, (target, op, row)
 
 
 def test_answers_are_compared_as_json_values() -> None:
