@@ -1,4 +1,4 @@
-"""`python -m bench run`: seed (or reuse) a database, start each target with one worker, drive
+"""`python -m bench run`: seed (or reuse) a database, start each target (`--workers`), drive
 every operation over loopback HTTP, and report throughput, latency, SQL statements, server CPU
 and memory per operation."""
 
@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -355,8 +358,23 @@ async def inspect(targets: list[str], url: str, built: dict[str, ops.Op]) -> dic
     return counts
 
 
+# Looked up here, not in the forked child, which must not take locks (imports, dlopen).
+_PRCTL = ctypes.CDLL(None).prctl if sys.platform == "linux" else None
+_PR_SET_PDEATHSIG = 1
+
+
+def _stop_with_parent() -> None:
+    """In a server's process before it starts: SIGTERM it when the runner dies. A runner
+    killed outright (a timeout's SIGKILL) otherwise left its server and workers running."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Server:
-    def __init__(self, target: str, url: str) -> None:
+    """A target served over loopback: the Taskgraph server as `taskgraph serve --workers N`
+    (as it is deployed), the references by uvicorn with as many workers."""
+
+    def __init__(self, target: str, url: str, workers: int = 1) -> None:
         self.port = _free_port()
         env = {
             **os.environ,
@@ -365,30 +383,35 @@ class Server:
             "SECRET_KEY": SECRET,
             "GRAPHIQL": "false",
         }
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            TARGETS[target],
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--workers",
-            "1",
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ]
+        listen = ["--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers)]
+        if target == "taskgraph":
+            command = [sys.executable, "-m", "graph.cli", "serve", *listen]
+        else:
+            command = [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                TARGETS[target],
+                "--factory",
+                *listen,
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ]
         # A server writes a log line per request, as in production; they are not the
-        # bench's output.
+        # bench's output, but the last of them say why a server did not start.
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
         self.process = subprocess.Popen(  # noqa: S603
-            command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=self.log,
+            preexec_fn=_stop_with_parent,
         )
         deadline = time.monotonic() + 60
         while True:
@@ -397,19 +420,38 @@ class Server:
                     break
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"{target} did not start") from None
+                    self.process.kill()
+                    self.log.seek(0)
+                    last = self.log.read().decode(errors="replace")[-2000:]
+                    raise SystemExit(f"{target} did not start:\n{last}") from None
                 time.sleep(0.1)
         self.ps = psutil.Process(self.process.pid)
         self.peak_rss = 0
         self._sampling = False
 
+    def _processes(self) -> list[psutil.Process]:
+        """The server's processes: with several workers, a supervisor and its workers."""
+        return [self.ps, *self.ps.children(recursive=True)]
+
     def cpu(self) -> float:
-        times = self.ps.cpu_times()
-        return float(times.user + times.system)
+        total = 0.0
+        for process in self._processes():
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
 
     def _sample(self) -> None:
         while self._sampling:
-            self.peak_rss = max(self.peak_rss, self.ps.memory_info().rss)
+            rss = 0
+            for process in self._processes():
+                try:
+                    rss += process.memory_info().rss
+                except psutil.NoSuchProcess:
+                    continue
+            self.peak_rss = max(self.peak_rss, rss)
             time.sleep(0.1)
 
     def measure(self) -> threading.Thread:
@@ -422,12 +464,13 @@ class Server:
         self._sampling = False
         self.process.terminate()
         self.process.wait(timeout=30)
+        self.log.close()
 
 
 def run_target(
     target: str, url: str, built: dict[str, ops.Op], args: argparse.Namespace
 ) -> dict[str, Any]:
-    server = Server(target, url)
+    server = Server(target, url, args.workers)
     results: dict[str, Any] = {}
     try:
         for name, op in built.items():
@@ -499,6 +542,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--clients", type=int, default=2, help="client processes")
+    p.add_argument(
+        "--workers", type=int, default=1, help="worker processes of each server (taskgraph serve)"
+    )
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
     p.add_argument("--output", type=Path, default=None)

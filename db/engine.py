@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -20,6 +21,33 @@ class PoolSettings:
     max_overflow: int = 10
     timeout: float = 10.0
     statement_timeout_ms: int = 15_000
+    # False behind a pooler that lends a server connection per transaction (PgBouncer's
+    # pool_mode=transaction): see `without_statement_cache`.
+    statement_cache: bool = True
+
+
+def _unnamed() -> str:
+    return ""
+
+
+def without_statement_cache() -> dict[str, Any]:
+    """Connect arguments that keep no prepared statement on a server connection.
+
+    By default asyncpg (`Connection.fetch`, db/prepared.py) and SQLAlchemy's asyncpg dialect
+    (every statement of a session) prepare named statements once per connection and keep
+    them. Behind a pooler in transaction mode the next transaction may run on another server
+    connection, where the name does not exist, or exists for another statement: "prepared
+    statement "__asyncpg_stmt_a__" does not exist" / "already exists". Without their caches
+    both use the unnamed statement, which asyncpg then parses again in the same message
+    batch as it binds and executes (asyncpg 0.29+), so nothing outlives one round trip:
+    each statement costs one Parse more.
+    """
+    return {
+        "statement_cache_size": 0,
+        "prepared_statement_cache_size": 0,
+        # The dialect names each statement it prepares; "" is the unnamed statement.
+        "prepared_statement_name_func": _unnamed,
+    }
 
 
 def make_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
@@ -27,6 +55,11 @@ def make_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
     server_settings = {"application_name": "taskgraph", "timezone": "UTC"}
     if pool.statement_timeout_ms:
         server_settings["statement_timeout"] = str(pool.statement_timeout_ms)
+    # A host that does not answer (no refusal either) would hold a request for asyncpg's
+    # default minute: no longer than a request waits for a pooled connection.
+    connect_args: dict[str, Any] = {"server_settings": server_settings, "timeout": pool.timeout}
+    if not pool.statement_cache:
+        connect_args.update(without_statement_cache())
     engine = create_async_engine(
         url,
         pool_size=pool.size,
@@ -35,9 +68,7 @@ def make_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
         # A ping per checkout would cost a round trip per request: connections PostgreSQL
         # ended are noticed and replaced instead (db/connections.py).
         pool_pre_ping=False,
-        # A host that does not answer (no refusal either) would hold a request for asyncpg's
-        # default minute: no longer than a request waits for a pooled connection.
-        connect_args={"server_settings": server_settings, "timeout": pool.timeout},
+        connect_args=connect_args,
     )
     connections.watch(engine)
     return engine

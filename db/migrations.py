@@ -11,20 +11,24 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from db.engine import without_statement_cache
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def alembic_config(url: str | None = None) -> Config:
+def alembic_config(url: str | None = None, *, statement_cache: bool = True) -> Config:
     config = Config(str(PROJECT_ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
     if url:
         config.attributes["url"] = url
+    # Read by migrations/env.py when it connects by itself.
+    config.attributes["connect_args"] = {} if statement_cache else without_statement_cache()
     return config
 
 
-def upgrade_sync(url: str, revision: str = "head") -> None:
+def upgrade_sync(url: str, revision: str = "head", *, statement_cache: bool = True) -> None:
     """Upgrade from synchronous code (the CLI); runs its own event loop."""
-    command.upgrade(alembic_config(url), revision)
+    command.upgrade(alembic_config(url, statement_cache=statement_cache), revision)
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:

@@ -61,6 +61,7 @@ def create_app(
         max_overflow=settings.max_overflow,
         timeout=settings.pool_timeout,
         statement_timeout_ms=settings.statement_timeout_ms,
+        statement_cache=settings.statement_cache,
     )
     if engine is None:
         engine = make_engine(settings.database_url or "", pool)
@@ -160,7 +161,8 @@ def create_app(
     def hub() -> Hub:
         # On the primary: a replica can neither LISTEN nor be sure to hold a row yet when
         # the primary's notice of it arrives.
-        return Hub(schema._schema, live_events.listener_dsn(engine.url), primary.pooled)
+        listen = settings.database_listen_url or engine.url
+        return Hub(schema._schema, live_events.listener_dsn(listen), primary.pooled)
 
     router = GraphQLView(
         schema,

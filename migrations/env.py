@@ -43,7 +43,9 @@ def _run_sync(connection: Connection) -> None:
 
 
 async def _run_async() -> None:
-    engine = create_async_engine(_url(), poolclass=pool.NullPool)
+    engine = create_async_engine(
+        _url(), poolclass=pool.NullPool, connect_args=config.attributes.get("connect_args", {})
+    )
     async with engine.connect() as connection:
         await connection.run_sync(_run_sync)
         await connection.commit()

