@@ -1,7 +1,8 @@
 """GraphiQL in a real browser: headless Chromium (Debian's `chromium`) opens the page of a live
 `taskgraph serve`, the editors render, the headers editor holds the `Authorization` template, a
-query run from the page returns data, and every request the page makes goes to the server's
-own origin with no Content-Security-Policy violation.
+query run from the page returns data, a subscription run from it shows a change made
+meanwhile, and every request the page makes goes to the server's own origin with no
+Content-Security-Policy violation.
 
 Chromium comes from tests/graph/chromium.py: every host name but the loopback ones resolves to
 nothing, so a file still fetched from a CDN would fail to load and show up in the requests the
@@ -17,8 +18,10 @@ import asyncio
 import base64
 import json
 import os
+import time
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -61,6 +64,38 @@ def _sign_up(graphql_url: str) -> tuple[str, str]:
     return email, token
 
 
+CREATE_TASK = """mutation($p: ID!, $t: String!) {
+  createTask(input: {projectId: $p, title: $t}) { task { id } } }"""
+
+
+def _call(graphql_url: str, token: str, query: str, variables: dict[str, Any]) -> Any:
+    answer = httpx.post(
+        graphql_url,
+        json={"query": query, "variables": variables},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    ).json()
+    assert "errors" not in answer, answer
+    return answer["data"]
+
+
+def _workspace_with_project(graphql_url: str, token: str) -> tuple[str, str]:
+    workspace = _call(
+        graphql_url,
+        token,
+        'mutation { createWorkspace(input: {name: "Live", slug: "live"}) { workspace { id } } }',
+        {},
+    )["createWorkspace"]["workspace"]["id"]
+    project = _call(
+        graphql_url,
+        token,
+        'mutation($w: ID!) { createProject(input: {workspaceId: $w, key: "LIV", name: "Live"}) '
+        "{ project { id } } }",
+        {"w": workspace},
+    )["createProject"]["project"]["id"]
+    return workspace, project
+
+
 def _in_browser(browser: Chromium, graphql_url: str) -> bytes:
     origin = graphql_url.rsplit("/graphql", 1)[0]
     # The policy the browser is held to (test_graphiql_page.py checks it whole).
@@ -101,6 +136,31 @@ def _in_browser(browser: Chromium, graphql_url: str) -> bytes:
         f"return v.includes('email') ? v : ''; }})()"
     )
     assert json.loads(result)["data"] == {"me": {"name": "Gra Phiql", "email": email}}
+
+    # A subscription run from the page streams over the server's own WebSocket (its
+    # credentials from the headers editor, as GraphiQL sends them in connection_init).
+    workspace, project = _workspace_with_project(graphql_url, token)
+    subscription = (
+        f'subscription {{\n  taskEvents(workspaceId: "{workspace}") {{\n'
+        "    kind\n    task {\n      title\n    }\n  }\n}"
+    )
+    search = urllib.parse.urlencode(
+        {"q": subscription, "headers": json.dumps({"Authorization": f"Bearer {token}"})}
+    )
+    browser.call("Page.navigate", url=f"{graphql_url}?{search}")
+    browser.wait_for(f"document.querySelector('.graphiql-container {RESULT}') !== null")
+    browser.wait_for(f"{_EDITOR_VALUE.format(QUERY_EDITOR)}.includes('taskEvents')")
+    browser.click(".graphiql-execute-button")
+    # Changes are made until one shows: the subscription may not have joined yet.
+    for attempt in range(50):
+        _call(graphql_url, token, CREATE_TASK, {"p": project, "t": f"Seen live {attempt}"})
+        seen = browser.evaluate(_EDITOR_VALUE.format(RESULT))
+        if "Seen live" in seen:
+            break
+        time.sleep(0.2)
+    event = json.loads(seen)["data"]["taskEvents"]
+    assert event["kind"] == "CREATED" and event["task"]["title"].startswith("Seen live"), seen
+    browser.click(".graphiql-execute-button")  # stops it
 
     # The explorer plugin, open beside the answer (and in the screenshot).
     browser.click(".graphiql-sidebar button[aria-label='Show GraphiQL Explorer']")
