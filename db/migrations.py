@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -60,12 +61,22 @@ def heads() -> frozenset[str]:
 _HEADS: frozenset[str] | None = None
 
 
+_CONTEXT_LOG = logging.getLogger("alembic.runtime.migration")
+
+
 async def behind(engine: AsyncEngine, name: str = "the database") -> str | None:
     """Why the database (called `name` in the reason) is not at the migrations' head, or
     None when it is."""
 
     def current(connection: Connection) -> frozenset[str]:
-        return frozenset(MigrationContext.configure(connection).get_current_heads())
+        # Alembic says "Context impl PostgresqlImpl." at INFO each time: two log lines per
+        # readiness probe (every few seconds, from every load balancer) would drown the log.
+        level = _CONTEXT_LOG.level
+        _CONTEXT_LOG.setLevel(logging.WARNING)
+        try:
+            return frozenset(MigrationContext.configure(connection).get_current_heads())
+        finally:
+            _CONTEXT_LOG.setLevel(level)
 
     async with engine.connect() as connection:
         found = await connection.run_sync(current)

@@ -21,9 +21,6 @@ COMPILERS = re.compile(
 )
 # Read by programs other than Taskgraph's settings.
 OTHER_PROGRAMS = {"FORWARDED_ALLOW_IPS"}  # uvicorn's
-# Settings of branches not merged yet: this set must be emptied when they land (the test
-# fails then, so that a name that landed differently is caught).
-LANDING = {"DATABASE_READ_URL"}
 
 
 def _stages() -> list[list[str]]:
@@ -81,9 +78,8 @@ def test_compose_gives_the_servers_only_settings_that_exist() -> None:
     ours = {name: s for name, s in services.items() if "build" in s}
     assert set(ours) == {"migrate", "server"}
     fields = {name.upper() for name in Settings.model_fields}
-    assert not LANDING & fields, f"{LANDING & fields} landed: remove them from LANDING"
     for name, service in ours.items():
-        unknown = set(service["environment"]) - fields - OTHER_PROGRAMS - LANDING
+        unknown = set(service["environment"]) - fields - OTHER_PROGRAMS
         assert not unknown, f"{name}: {unknown} are not settings (graph/settings.py)"
     assert services["migrate"]["command"] == ["migrate"]
     assert services["server"]["command"][0] == "serve"
