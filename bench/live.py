@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from websockets.asyncio.client import connect
 
 from bench.load import percentile
-from bench.run import LIMITS, ROOT, SECRET, _free_port
+from bench.server_settings import LIMITS, ROOT, SECRET, free_port
 from db.engine import make_engine
 
 SUBSCRIPTION = """subscription Board($w: ID!) {
@@ -111,7 +111,7 @@ async def _cast(url: str) -> dict[str, Any]:
 
 class _Server:
     def __init__(self, url: str, env: dict[str, str]) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         command = [sys.executable, "-m", "graph.cli", "serve", "--host", "127.0.0.1"]
         command += ["--port", str(self.port)]
         runner = os.environ.get("BENCH_LIVE_SERVER")

@@ -18,7 +18,8 @@ import time
 from typing import Any
 
 from bench import ops
-from bench.run import LIMITS, SECRET, prepare
+from bench.run import prepare
+from bench.server_settings import LIMITS, SECRET
 
 ROUNDS = 7
 

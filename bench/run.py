@@ -28,31 +28,16 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bench import load, ops
+from bench.server_settings import LIMITS, ROOT, SECRET, free_port
 from db.engine import make_engine
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-SECRET = "bench-secret-key-" + "0123456789" * 4
-# One client process drives thousands of requests a second as one principal, and the ops
-# select nested connections without `first` (a cost over the default maximum, 1,000): every
-# request is still costed and charged to its principal's bucket, but the limits never refuse.
-LIMITS = {
-    "MAX_QUERY_COST": "1000000000",
-    "RATE_LIMIT_MAXIMUM": "1e15",
-    "RATE_LIMIT_RESTORE_RATE": "1e15",
-}
 _LIMIT_SETTINGS: dict[str, Any] = {name.lower(): value for name, value in LIMITS.items()}
 TARGETS = {
     "taskgraph": "graph.app:app_from_env",
     "floor": "bench.floor:create_app",
     "naive": "bench.naive:create_app",
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def prepare(url: str, scale: float) -> dict[str, Any]:
@@ -375,7 +360,7 @@ class Server:
     (as it is deployed), the references by uvicorn with as many workers."""
 
     def __init__(self, target: str, url: str, workers: int = 1) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         env = {
             **os.environ,
             **LIMITS,
