@@ -4,7 +4,8 @@ Valid operations (queries and mutations that pass the schema's validation) and i
 (one schema violation each, or a broken document) go through the real app as signed-in users
 of every role, anonymously and as API keys. Whatever the operation, the answer must be a
 client's answer: no 5xx, a GraphQL JSON body, a code on every error, never a masked internal
-error, and within 2 seconds.
+error, and within 2 seconds of the server's CPU (10 of the clock: a machine shared with other
+work stretches the clock, not the work).
 
 The values are the world's where they can be: an ID argument gets an existing id of the type
 it takes (or of another, or a made-up one), an `after`/`before` a real cursor of that list or
@@ -60,7 +61,9 @@ SCALE = int(os.environ.get("FUZZ_SCALE", "1"))
 SEED = os.environ.get("FUZZ_SEED")
 VALID_OPERATIONS = 300 * SCALE
 INVALID_OPERATIONS = 100 * SCALE
-ANSWER_SECONDS = 2.0
+# The server's CPU for one answer (the app runs in this process), and the clock's.
+ANSWER_CPU_SECONDS = 2.0
+ANSWER_SECONDS = 10.0
 # A valid operation may still be refused by the server's own rules (page sizes, limits,
 # malformed ids), but never as a document that the schema rejects.
 DOCUMENT_CODES = {"GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED"}
@@ -469,10 +472,10 @@ async def send(
     operation: str,
     variables: dict[str, Any] | None,
     bearer: str | None,
-) -> tuple[int, Any, float]:
+) -> tuple[int, Any, tuple[float, float]]:
     savepoint = await connection.begin_nested()
     try:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         # Encoded here, not by httpx, which cannot encode lone surrogates.
         response = await api.client.post(
             "/graphql",
@@ -481,21 +484,23 @@ async def send(
             | ({"authorization": f"Bearer {bearer}"} if bearer else {}),
         )
         elapsed = time.perf_counter() - started
+        used = time.process_time() - cpu
     finally:
         await savepoint.rollback()
     try:
         body = response.json()
     except ValueError:
         body = response.text
-    return response.status_code, body, elapsed
+    return response.status_code, body, (elapsed, used)
 
 
-def problems_of(status: int, body: Any, elapsed: float, *, valid: bool) -> list[str]:
+def problems_of(status: int, body: Any, took: tuple[float, float], *, valid: bool) -> list[str]:
     found: list[str] = []
     if status >= 500:
         found.append(f"HTTP {status}")
-    if elapsed > ANSWER_SECONDS:
-        found.append(f"answered in {elapsed:.2f} s")
+    elapsed, used = took
+    if elapsed > ANSWER_SECONDS or used > ANSWER_CPU_SECONDS:
+        found.append(f"answered in {elapsed:.2f} s ({used:.2f} s of CPU)")
     if not isinstance(body, dict) or not ({"data", "errors"} & body.keys()):
         return [*found, "no GraphQL JSON body"]
     errors = body.get("errors") or []
@@ -546,10 +551,10 @@ async def test_generated_operations_get_client_answers_only(
                 lifted += 1
             # Every operation goes once as a user (or anonymously) and once as an API key.
             for principal in (USERS[index % len(USERS)], KEYS[index % len(KEYS)]):
-                status, body, elapsed = await send(
+                status, body, took = await send(
                     api, connection, operation, variables, fuzzed.bearers[principal]
                 )
-                for problem in problems_of(status, body, elapsed, valid=is_valid):
+                for problem in problems_of(status, body, took, valid=is_valid):
                     answer = json.dumps(body)
                     failures.append(Failure(operation, variables, principal, problem, answer))
             sent[is_valid] += 1
