@@ -152,9 +152,6 @@ class Hub:
         self._started = False
         self._starting = asyncio.Lock()
         self._worker: asyncio.Task[None] | None = None
-        # Statements run to render events (for the benchmark's report).
-        self.rendered = 0
-        self.delivered = 0
 
     # -- subscribers ---------------------------------------------------------------------
 
@@ -296,7 +293,6 @@ class Hub:
                 continue
             for subscriber in group.subscribers:
                 subscriber.send(result)
-            self.delivered += len(group.subscribers)
 
     async def _render(self, group: Group, activity_id: int) -> ExecutionResult | None:
         sql, args = compiled.statement(
@@ -306,7 +302,6 @@ class Hub:
             group.variables,
             extra={EVENT_PARAM: activity_id},
         )
-        self.rendered += 1
         async with self.open_pooled() as pooled:
             text = await pooled.value(sql, args)
         if text is None:

@@ -160,10 +160,16 @@ class TaskgraphSchema(strawberry.Schema):
             # timeout. One masked error says it, not a list of partial failures.
             result = _failed(unavailable)
         if result.errors:
-            result.errors = classify_all(result.errors, debug=self.debug)
-            if not self.suggestions:
-                result.errors = [_without_suggestions(error) for error in result.errors]
+            result.errors = self.client_errors(result.errors)
         return result
+
+    def client_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        """Errors as a client gets them: each with its code, faults masked, and without
+        suggested names when introspection is off."""
+        errors = classify_all(errors, debug=self.debug)
+        if not self.suggestions:
+            errors = [_without_suggestions(error) for error in errors]
+        return errors
 
     async def stream(
         self,
@@ -206,9 +212,7 @@ class TaskgraphSchema(strawberry.Schema):
         async with aclosing(results):
             async for result in results:
                 if getattr(result, "errors", None):
-                    result.errors = classify_all(result.errors, debug=self.debug)
-                    if not self.suggestions:
-                        result.errors = [_without_suggestions(error) for error in result.errors]
+                    result.errors = self.client_errors(result.errors)
                 yield result
 
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
