@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from db import connections
+from db import connections, prepared
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +71,7 @@ def make_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
         connect_args=connect_args,
     )
     connections.watch(engine)
+    prepared.keep_reserve(engine, pool.size, pool.max_overflow)
     return engine
 
 

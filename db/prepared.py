@@ -22,6 +22,7 @@ counts (tests, `bench/`) stay truthful; on a traced engine each gets its span
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from sqlalchemy import event
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.pool import PoolProxiedConnection
@@ -271,21 +273,108 @@ class Pooled:
         self._pooled, self.driver, self.broken = fresh, fresh.driver_connection, False
 
     async def release(self) -> None:
-        """Give the connection back to the pool (thrown away if it is broken); once."""
+        """Give the connection back to the reserve (thrown away if it is broken); once."""
         pooled, self._pooled = self._pooled, None
-        if pooled is None:
+        if pooled is not None:
+            await reserve(self.engine).give(pooled, broken=self.broken)
+
+
+async def _give_back(pooled: PoolProxiedConnection, *, broken: bool = False) -> None:
+    """Return a connection to the pool, invalidated first when it is broken."""
+    if broken:
+        await greenlet_spawn(pooled.invalidate)
+    await greenlet_spawn(pooled.close)
+
+
+class Reserve:
+    """Connections that statements without a session take and give back without the pool.
+
+    Such a connection runs single statements outside any transaction, so one given back holds
+    nothing to reset: the pool's checkout and return (a greenlet hop each way, its events, the
+    reset's rollback) cost about 80 µs of CPU per request, as much as asyncpg's own work for
+    the statement (bench/README.md, step 23). The reserve keeps up to the pool's size idle,
+    checked out of the pool; `make_room` gives one back when a session needs the pool, so
+    connections of the reserve and of sessions never add up to more than the pool holds
+    without overflow, and work outside requests always has the overflow (or, without
+    overflow, the one connection the reserve leaves). A connection that PostgreSQL ended
+    while it was idle here is thrown away when it is taken, as the pool's checkout does
+    (db/connections.py); disposing of the engine closes the idle ones.
+    """
+
+    def __init__(self, engine: AsyncEngine, most: int) -> None:
+        self.engine = engine
+        self.most = most
+        self.idle: list[PoolProxiedConnection] = []
+        # Told how many connections became idle here (+1) or busy again (-1): the pool's
+        # gauges count the reserve's connections as checked out (graph/metrics.py).
+        self.on_change: Callable[[int], None] | None = None
+        event.listen(engine.sync_engine, "engine_disposed", self._disposed)
+
+    async def take(self) -> PoolProxiedConnection:
+        idle = self.idle
+        while idle:
+            pooled = idle.pop()
+            self._changed(-1)
+            if not pooled.driver_connection.is_closed():  # type: ignore[union-attr]
+                return pooled
+            await _give_back(pooled, broken=True)
+        return await self.engine.raw_connection()
+
+    async def give(self, pooled: PoolProxiedConnection, *, broken: bool = False) -> None:
+        if broken or len(self.idle) >= self.most:
+            await _give_back(pooled, broken=broken)
             return
-        if self.broken:
-            await greenlet_spawn(pooled.invalidate)
-        await greenlet_spawn(pooled.close)
+        self.idle.append(pooled)
+        self._changed(1)
+
+    async def make_room(self, busy: int) -> None:
+        """Give an idle connection back to the pool when it and `busy` connections (the
+        requests' turns, graph/app.py) would not fit in the pool."""
+        if self.idle and len(self.idle) + busy > self.most:
+            pooled = self.idle.pop()
+            self._changed(-1)
+            await _give_back(pooled)
+
+    def _changed(self, idle: int) -> None:
+        if self.on_change is not None:
+            self.on_change(idle)
+
+    def _disposed(self, _engine: Any) -> None:
+        # Run by AsyncEngine.dispose inside its greenlet, after the pool closed what it held:
+        # these were checked out of it, so they are closed here.
+        idle, self.idle = self.idle, []
+        for pooled in idle:
+            self._changed(-1)
+            pooled.invalidate()
+
+
+_RESERVES: weakref.WeakKeyDictionary[Any, Reserve] = weakref.WeakKeyDictionary()
+
+
+def keep_reserve(engine: AsyncEngine, pool_size: int, max_overflow: int) -> None:
+    """Give the engine a reserve as large as its pool, or one smaller without overflow
+    (db/engine.py)."""
+    _RESERVES[engine.sync_engine] = Reserve(
+        engine, pool_size if max_overflow > 0 else pool_size - 1
+    )
+
+
+def reserve(engine: AsyncEngine) -> Reserve:
+    """The engine's reserve of connections for statements without a session; an engine made
+    elsewhere has one that keeps nothing."""
+    found = _RESERVES.get(engine.sync_engine)
+    if found is None:
+        found = _RESERVES[engine.sync_engine] = Reserve(engine, 0)
+    return found
 
 
 @asynccontextmanager
 async def connection(engine: AsyncEngine) -> AsyncIterator[Pooled]:
-    """A pooled connection without a session or a transaction: for a request that is one read
-    statement (graph/compiled.py). Checking a connection out this way costs about a fifth of
-    what a session does (0.04 against 0.2 ms of CPU)."""
-    used = Pooled(engine, await engine.raw_connection())
+    """A connection without a session or a transaction, from the engine's reserve: for a
+    request that is one read statement (graph/compiled.py). Checking a connection out of the
+    pool this way costs about a fifth of what a session does (0.04 against 0.2 ms of CPU);
+    taking one from the reserve, a few microseconds."""
+    used = Pooled(engine, await reserve(engine).take())
     try:
         yield used
     except BaseException:

@@ -254,6 +254,9 @@ class _Pool:
         self.metrics = metrics
         self.timeout = settings.pool_timeout
         self.gate = asyncio.Semaphore(settings.pool_size)
+        # Turns taken and not yet given back: requests holding or about to hold a connection.
+        self.busy = 0
+        self.reserve = prepared.reserve(engine)
 
     @asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
@@ -269,15 +272,20 @@ class _Pool:
                 ) from None
         else:
             await gate.acquire()
+        self.busy += 1
         try:
             yield
         finally:
+            self.busy -= 1
             gate.release()
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        async with self.turn(), self.sessions() as session:
-            yield session
+        async with self.turn():
+            # A session checks its connection out of the pool, which must have one to give.
+            await self.reserve.make_room(self.busy)
+            async with self.sessions() as session:
+                yield session
 
     @asynccontextmanager
     async def pooled(self) -> AsyncIterator[prepared.Pooled]:

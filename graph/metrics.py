@@ -51,6 +51,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
+from db import prepared
 from graph.errors import ErrorCode
 
 if TYPE_CHECKING:
@@ -232,6 +233,8 @@ class Metrics:
         event.listen(pool, "close_detached", self._closed)
         event.listen(pool, "checkout", self._checked_out)
         event.listen(pool, "checkin", self._checked_in)
+        # The reserve's idle connections are checked out of the pool, but idle.
+        prepared.reserve(engine).on_change = self._reserved
 
     def _connected(self, *_: Any) -> None:
         self._opened += 1
@@ -247,6 +250,10 @@ class Metrics:
 
     def _checked_in(self, *_: Any) -> None:
         self._in_use -= 1
+        self._pool_changed()
+
+    def _reserved(self, idle: int) -> None:
+        self._in_use -= idle
         self._pool_changed()
 
     def _pool_changed(self) -> None:

@@ -31,6 +31,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from db import prepared
 from db.engine import make_engine
 from db.migrations import upgrade
 from tests.processes import describe, end, postmasters
@@ -174,6 +175,13 @@ async def empty_database(server_url: str) -> AsyncIterator[str]:
     await _admin(server_url, f'CREATE DATABASE "{name}"')
     yield _database(server_url, name)
     await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def connections_in_use(engine: AsyncEngine) -> int:
+    """Connections checked out of the engine's pool and not idle in its reserve
+    (db/prepared.py): those a request or a session still holds."""
+    checked_out: int = engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined]
+    return checked_out - len(prepared.reserve(engine).idle)
 
 
 class StatementCounter:

@@ -7,7 +7,7 @@ import struct
 
 import asyncpg
 import pytest
-from sqlalchemy import BigInteger, Integer, any_, bindparam, select, text
+from sqlalchemy import BigInteger, Integer, any_, bindparam, event, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from db import prepared
@@ -16,8 +16,8 @@ from db.errors import connection_ended
 from db.models import Task, User
 from db.sql import any_str, ids_param
 from tests import factories
-from tests.backends import end_backends_unnoticed, plain_url
-from tests.conftest import StatementCounter
+from tests.backends import end_backends, end_backends_unnoticed, plain_url
+from tests.conftest import StatementCounter, connections_in_use
 
 T = Task.__table__
 U = User.__table__
@@ -243,3 +243,77 @@ async def test_only_reads_postgresql_answered_nothing_of_run_again(committed_db:
             assert connection_ended(failed.value)
     finally:
         await single.dispose()
+
+
+async def _backends(url: str) -> set[int]:
+    """The pids of the app's connections to the database of `url`."""
+    conn = await asyncpg.connect(plain_url(url))
+    try:
+        found = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = 'taskgraph' AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    return {row["pid"] for row in found}
+
+
+async def test_the_reserve_lends_its_connections_again_without_the_pool(
+    committed_db: str,
+) -> None:
+    kept = make_engine(committed_db, PoolSettings(size=2, max_overflow=1))
+    checkouts: list[int] = []
+    event.listen(kept.sync_engine.pool, "checkout", lambda *_: checkouts.append(1))
+    reserve = prepared.reserve(kept)
+    try:
+        async with prepared.connection(kept) as first:
+            driver = first.driver
+            assert await first.value("SELECT 1", []) == 1
+        for _ in range(5):
+            async with prepared.connection(kept) as again:
+                assert again.driver is driver
+                assert await again.value("SELECT 1", []) == 1
+        assert len(checkouts) == 1 and connections_in_use(kept) == 0
+        # Three at once (one from the overflow): the pool's size of them stay idle.
+        async with (
+            prepared.connection(kept) as a,
+            prepared.connection(kept) as b,
+            prepared.connection(kept) as c,
+        ):
+            assert len({id(a.driver), id(b.driver), id(c.driver)}) == 3
+            assert connections_in_use(kept) == 3
+        assert len(reserve.idle) == 2 and connections_in_use(kept) == 0
+        # A session about to need the pool while one request holds a connection: one goes back.
+        await reserve.make_room(busy=1)
+        assert len(reserve.idle) == 1
+        await reserve.make_room(busy=1)
+        assert len(reserve.idle) == 1
+        # PostgreSQL ends the idle one: taken, it is thrown away for a new one.
+        idle_pid = reserve.idle[0].driver_connection.get_server_pid()  # type: ignore[union-attr]
+        await end_backends(committed_db)
+        async with prepared.connection(kept) as fresh:
+            assert fresh.driver.get_server_pid() != idle_pid
+            assert await fresh.value("SELECT 1", []) == 1
+        assert await _backends(committed_db) == {
+            each.driver_connection.get_server_pid()  # type: ignore[union-attr]
+            for each in reserve.idle
+        }
+    finally:
+        await kept.dispose()
+    # Disposing of the engine closes the reserve's connections too.
+    assert reserve.idle == [] and await _backends(committed_db) == set()
+
+
+async def test_without_overflow_the_reserve_leaves_the_pool_a_connection(
+    committed_db: str,
+) -> None:
+    kept = make_engine(committed_db, PoolSettings(size=2, max_overflow=0, timeout=2))
+    try:
+        async with prepared.connection(kept) as a, prepared.connection(kept) as b:
+            assert await a.value("SELECT 1", []) == await b.value("SELECT 1", []) == 1
+        assert len(prepared.reserve(kept).idle) == 1
+        # Work outside requests (a session of its own) still gets a connection.
+        async with make_session_factory(kept)() as session:
+            assert (await session.execute(text("SELECT 2"))).scalar_one() == 2
+    finally:
+        await kept.dispose()

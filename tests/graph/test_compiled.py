@@ -27,7 +27,7 @@ from graph.ids import to_global_id
 from graph.schema import build_schema
 from graph.settings import Settings
 from tests import factories
-from tests.conftest import StatementCounter
+from tests.conftest import StatementCounter, connections_in_use
 from tests.graph.conftest import Api, token_for
 from tests.graph.generated import RandomQueries, awkward_world, both, same
 
@@ -571,7 +571,7 @@ async def test_compiled_queries_run_on_pooled_connections_without_a_session(
             monkeypatch.setattr(compiled, "statement", broken)
             answer = await api.data("query { me { id } }", token=token)
             assert answer == {"me": {"id": to_global_id("User", world.users["owner"].id)}}
-            assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+            assert connections_in_use(engine) == 0
     finally:
         await engine.dispose()
 

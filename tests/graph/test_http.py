@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 import orjson
 import pytest
-from sqlalchemy import make_url, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from strawberry.types import ExecutionResult
 
@@ -27,7 +27,7 @@ from graph.ids import to_global_id
 from graph.settings import Settings
 from graph.view import MAX_BODY_BYTES
 from tests import factories
-from tests.conftest import StatementCounter
+from tests.conftest import StatementCounter, connections_in_use
 from tests.graph.conftest import Api, token_for, without_cost
 
 
@@ -219,6 +219,56 @@ async def test_requests_wait_their_turn_for_the_pool_outside_it(
     assert most == 3
 
 
+async def test_compiled_reads_and_sessions_share_the_pool_without_its_overflow(
+    committed_db: str, settings: Settings
+) -> None:
+    # Compiled reads give their connections to the engine's reserve, checked out of the pool;
+    # requests that need a session still find theirs in the pool, not in its overflow (which
+    # stays for work outside requests, and whose connections would open and close per burst).
+    engine = make_engine(committed_db, PoolSettings(size=2, max_overflow=2, timeout=3))
+    most = 0
+
+    def checked_out(*_: Any) -> None:
+        nonlocal most
+        most = max(most, engine.sync_engine.pool.checkedout())  # type: ignore[attr-defined]
+
+    event.listen(engine.sync_engine.pool, "checkout", checked_out)
+    try:
+        async with AsyncSession(engine) as session:
+            owner = await factories.user(session, "owner")
+            await session.commit()
+        app = create_app(
+            settings.model_copy(update={"pool_size": 2, "max_overflow": 2, "pool_timeout": 3}),
+            engine=engine,
+        )
+        headers = {"authorization": f"Bearer {token_for(owner.id)}"}
+        read = {"query": "{ me { name } }"}
+        create = "mutation($s: String!) { createWorkspace(input: {name: $s, slug: $s}) "
+        create += "{ workspace { slug } userErrors { code } } }"
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            for rounds in range(3):
+                # Reads fill the reserve; then sessions take both turns at once.
+                requests = [
+                    client.post("/graphql", json=read, headers=headers)
+                    if i < 6
+                    else client.post(
+                        "/graphql",
+                        json={"query": create, "variables": {"s": f"w{rounds}x{i}"}},
+                        headers=headers,
+                    )
+                    for i in range(14)
+                ]
+                answers = [without_cost(r.json()) for r in await asyncio.gather(*requests)]
+                assert [a for a in answers if "errors" in a] == []
+                assert answers[0] == {"data": {"me": {"name": "owner"}}}
+                assert answers[-1]["data"]["createWorkspace"]["userErrors"] == []
+        assert most == 2
+        assert connections_in_use(engine) == 0
+    finally:
+        await engine.dispose()
+
+
 async def test_no_connection_to_be_had_is_a_503_to_retry(
     committed_db: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -340,7 +390,7 @@ async def test_a_session_is_opened_only_when_needed_and_closed_after_the_answer(
             assert without_cost(response.json()) == {"data": {"me": {"name": "owner"}}}
             assert len(set(map(id, opened))) == 1
             assert not opened[0].has_session
-            assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+            assert connections_in_use(engine) == 0
     finally:
         await engine.dispose()
 
@@ -406,7 +456,7 @@ async def test_an_api_keys_compiled_query_needs_no_session(
                 monkeypatch.setattr(compiled, "ENABLED", enabled)
                 refused = await client.post("/graphql", json=query, headers=headers)
                 assert refused.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
-            assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+            assert connections_in_use(engine) == 0
     finally:
         await engine.dispose()
 
