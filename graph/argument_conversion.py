@@ -124,10 +124,19 @@ def _strawberry(type_: Any, scalars: Mapping[object, Any], config: Any) -> Conve
     return lambda value: convert_argument(value, type_, scalars, config)
 
 
+# Values with no text in them: the most common arguments (page sizes, flags, nothing).
+_PLAIN = frozenset({int, bool, float, type(None)})
+
+
 def db_value(value: Any) -> Any:
     """A read argument as `db` takes it: inputs through their own `to_db`, enums by value, and
     only text that PostgreSQL can take (a NUL or a lone surrogate would fail in the driver: a
     server fault instead of the client's error)."""
+    if type(value) in _PLAIN:
+        return value
+    if type(value) is str:
+        _check_text(value)
+        return value
     if hasattr(value, "to_db"):
         converted = value.to_db()
         _check_text(converted)

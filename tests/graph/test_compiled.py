@@ -277,6 +277,8 @@ async def test_the_compiled_answers_carry_the_awkward_values_exactly(
         ('query { workspaces(after: "bad") { nodes { id } } }', None),
         ("query($n: Int) { workspaces(first: $n) { nodes { id } } }", {"n": "x"}),
         ('query($s: String = "acme") { workspace(slug: $s) { id } }', {"s": None}),
+        ("query($s: String!) { workspace(slug: $s) { id } }", {}),
+        ("query($s: String!) { workspace(slug: $s) { id } }", {"s": 5}),
         ("query { me { id } } query Other { me { name } }", None),
         ("{ __schema { queryType { name } } }", None),
         ("query { me { id", None),
@@ -339,6 +341,16 @@ async def _as_member(
             None,
         ),
         ("query { workspaces { nodes { members { nodes { role user { name } } } } } }", None),
+        # Variables left out, given null, or defaulted, as graphql-core coerces them.
+        ("query($n: Int) { workspaces(first: $n) { totalCount nodes { slug } } }", {}),
+        ("query($n: Int) { workspaces(first: $n) { nodes { slug } } }", {"n": None}),
+        ("query($n: Int = 1) { workspaces(first: $n) { nodes { slug } } }", {}),
+        ("query($n: Int = 1) { workspaces(first: $n) { nodes { slug } } }", {"n": 2}),
+        (
+            "query($f: TaskFilter, $n: Int) { workspaces { nodes { tasks(filter: $f, first: $n) "
+            "{ totalCount } } } }",
+            {"f": {"completed": False}, "extra": 1},
+        ),
     ],
 )
 async def test_shapes_the_compiler_learned_are_compiled(
