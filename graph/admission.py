@@ -42,6 +42,9 @@ class Checked:
     plan: CostPlan | None
     # The operation that would run: its name and type ("query", "mutation", ...).
     operation: tuple[str | None, str] | None = None
+    # The document parsed, for the compiler to take instead of parsing it again (the nodes the
+    # compiled operation keeps are these).
+    document: DocumentNode | None = None
 
 
 @dataclass(slots=True)
@@ -89,7 +92,7 @@ class Admission:
         if error is not None:
             return Checked(error, None, operation)
         plan = CostPlan.for_document(self.schema, document, operation_name)
-        return Checked(None, plan, operation)
+        return Checked(None, plan, operation, document)
 
     async def admit(
         self, checked: Checked, variables: Mapping[str, Any] | None, bucket: str

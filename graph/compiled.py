@@ -248,7 +248,11 @@ class Compiler:
         self.schema = schema
         self.cache: OrderedDict[tuple[str, str | None], Operation | None] = OrderedDict()
 
-    def lookup(self, query: str, operation_name: str | None) -> Operation | None:
+    def lookup(
+        self, query: str, operation_name: str | None, document: DocumentNode | None = None
+    ) -> Operation | None:
+        """The compiled operation of `query`, or None; `document` is the query parsed, when
+        the caller has parsed it already (graph/admission.py)."""
         if not ENABLED or len(query) > MAX_QUERY_CHARS:
             return None
         key = (query, operation_name)
@@ -256,7 +260,7 @@ class Compiler:
             self.cache.move_to_end(key)
             return self.cache[key]
         try:
-            compiled: Operation | None = self._compile(query, operation_name)
+            compiled: Operation | None = self._compile(query, operation_name, document)
         except Unsupported:
             compiled = None
         self.cache[key] = compiled
@@ -264,11 +268,14 @@ class Compiler:
             self.cache.popitem(last=False)
         return compiled
 
-    def _compile(self, query: str, operation_name: str | None) -> Operation:
-        try:
-            document = parse(query)
-        except GraphQLError:
-            raise Unsupported from None
+    def _compile(
+        self, query: str, operation_name: str | None, document: DocumentNode | None
+    ) -> Operation:
+        if document is None:
+            try:
+                document = parse(query)
+            except GraphQLError:
+                raise Unsupported from None
         if validate(self.schema, document, (*specified_rules, *document_rules.RULES)):
             raise Unsupported
         operation = _operation(document, operation_name)

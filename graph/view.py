@@ -444,7 +444,7 @@ class GraphQLView(GraphQLRouter[Context, None]):
             )
         if checked.operation is not None and checked.operation[1] == "subscription":
             return await self._subscription(context, params, headers)
-        operation = self.compiler.lookup(query, params.operation_name)
+        operation = self.compiler.lookup(query, params.operation_name, checked.document)
         if operation is not None and operation.is_query:
             try:
                 data = await tracing.within(
