@@ -611,7 +611,7 @@ def _variable_values(
         if value is Undefined or signature.default is not None:
             return _slow_variable_values(schema, operation, inputs)
         sources[name] = VariableValueSource(signature, value)
-        if input_is_nested_too_deeply(value, signature.type):
+        if isinstance(value, list | dict) and input_is_nested_too_deeply(value, signature.type):
             raise Fallback
         found_value = coerce_input_value(value, signature.type)
         if found_value is Undefined:

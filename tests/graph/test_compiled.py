@@ -591,9 +591,10 @@ async def test_compiled_queries_run_on_pooled_connections_without_a_session(
 def test_kept_statements_are_bounded_and_shared_by_parameters(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Variables that are only parameters (a slug, a cursor, a page size) share one statement;
-    # what changes a statement (another document, an empty page) makes another, up to bounds
-    # in number and in bytes, the least recently used going first.
+    # Variables that are only parameters (a slug, a cursor) share one statement; what changes
+    # a statement (another document, a page size, written into its LIMIT so that PostgreSQL
+    # can keep a generic plan) makes another, up to bounds in number and in bytes, the least
+    # recently used going first.
     schema = build_schema()._schema
     compiler = compiled.Compiler(schema)
     monkeypatch.setattr(compiled, "KEPT", compiled.Kept())
@@ -606,12 +607,14 @@ def test_kept_statements_are_bounded_and_shared_by_parameters(
     principal = Principal(user_id=1, roles={1: Role.OWNER})
     texts = set()
     for n in range(1, 51):
-        sql, params = compiled.statement(schema, operation, principal, {"slug": f"s{n}", "n": n})
-        assert f"s{n}" in params and n in params
+        sql, params = compiled.statement(schema, operation, principal, {"slug": f"s{n}", "n": 5})
+        assert f"s{n}" in params and 5 in params and "LIMIT 6" in sql
         texts.add(sql)
     assert len(texts) == 1
-    compiled.statement(schema, operation, principal, {"slug": "s", "n": 0})
-    assert len(compiled.KEPT.shapes) == 2
+    for n in (0, 1, 2, 5):
+        sql, _ = compiled.statement(schema, operation, principal, {"slug": "s", "n": n})
+        assert f"LIMIT {n + 1}" in sql
+    assert len(compiled.KEPT.shapes) == 4
 
     monkeypatch.setattr(compiled, "MAX_KEPT", 10)
     first = None
