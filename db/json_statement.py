@@ -112,6 +112,10 @@ def bind(described: Any, args: Any, site: int) -> tuple[Hashable, dict[str, Any]
     return shape, params
 
 
+# The LIMITs of pages: the common page sizes (10, 20, 25, 50, 100) and one more row.
+_LIMITS = (2, 3, 6, 11, 21, 26, 51, 101)
+
+
 @dataclass(frozen=True, slots=True)
 class _Page:
     keys: Sequence[SortKey]
@@ -122,12 +126,21 @@ class _Page:
     started: bool
 
     @property
+    def limit(self) -> int:
+        """The statement's LIMIT: the page and one row more (whether another page follows),
+        rounded up to one of a few sizes. A LIMIT written into the statement lets PostgreSQL
+        keep a generic plan (with a parameter there, its estimate of one assumed a tenth of
+        the rows, so it planned every execution afresh: 0.4 ms of planning for 0.3 of
+        execution on the backward op, bench/README.md step 25); rounded, a document's page
+        sizes make a few statements, not one per size (nested lists would multiply them).
+        The exact size stays a parameter: the rows past it are only counted."""
+        wanted = self.size + 1
+        return next((n for n in _LIMITS if n >= wanted), wanted)
+
+    @property
     def shape(self) -> Hashable:
-        # The page size is written into the statement's LIMIT: with a parameter there,
-        # PostgreSQL's estimate of a generic plan assumes a tenth of the rows, so it planned
-        # every execution afresh (0.4 ms of planning for 0.3 of execution on the backward op,
-        # bench/README.md step 24). Clients use a few page sizes; each gets its statement.
-        return (self.size, self.backwards, self.started, tuple(k.name for k in self.walk))
+        walk = tuple(k.name for k in self.walk)
+        return (self.size == 0, self.limit, self.backwards, self.started, walk)
 
     def names(self, prefix: str) -> list[str]:
         return [f"{prefix}c{i}" for i in range(len(self.values))]
@@ -235,7 +248,7 @@ class _Builder:
         if page.size == 0:
             limited = limited.where(false())
         size = param("size", Integer)
-        limited_sq = limited.limit(literal_column(str(int(page.size) + 1))).subquery()
+        limited_sq = limited.limit(literal_column(str(int(page.limit)))).subquery()
         numbered = func.row_number().over(order_by=ordering(_over(limited_sq, page.walk)))
         x = select(limited_sq, numbered.label("tg_rn")).subquery()
         rn = x.c.tg_rn

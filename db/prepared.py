@@ -232,6 +232,9 @@ class Pooled:
         except Exception as error:
             self._failed(error)
             raise
+        except BaseException:
+            self.broken = True  # cancelled mid-statement: its state is unknown
+            raise
         self.answered = True
 
     async def _read(self, sql: str, args: Sequence[Any], run: Callable[[], Awaitable[Any]]) -> Any:
@@ -239,7 +242,10 @@ class Pooled:
         try:
             with statement_spans.span(self.engine.sync_engine, sql):
                 found = await run()
-        except Exception as error:
+        except BaseException as error:
+            if not isinstance(error, Exception):
+                self.broken = True  # cancelled mid-statement: its state is unknown
+                raise
             if self.answered or not _ended(error, self.driver):
                 self._failed(error)
                 raise
@@ -249,8 +255,11 @@ class Pooled:
             try:
                 with statement_spans.span(self.engine.sync_engine, sql):
                     found = await run()
-            except Exception as again:
-                self._failed(again)
+            except BaseException as again:
+                if isinstance(again, Exception):
+                    self._failed(again)
+                else:
+                    self.broken = True
                 raise
         self.answered = True
         return found
@@ -291,8 +300,9 @@ class Reserve:
 
     Such a connection runs single statements outside any transaction, so one given back holds
     nothing to reset: the pool's checkout and return (a greenlet hop each way, its events, the
-    reset's rollback) cost about 80 µs of CPU per request, as much as asyncpg's own work for
-    the statement (bench/README.md, step 23). The reserve keeps up to the pool's size idle,
+    reset's rollback) cost 34 µs of CPU alone and about 90 µs interleaved with statements, as
+    much as asyncpg's own work for the statement (bench/README.md, step 23). The reserve keeps
+    up to the pool's size idle,
     checked out of the pool; `make_room` gives one back when a session needs the pool, so
     connections of the reserve and of sessions never add up to more than the pool holds
     without overflow, and work outside requests always has the overflow (or, without
@@ -302,7 +312,9 @@ class Reserve:
     """
 
     def __init__(self, engine: AsyncEngine, most: int) -> None:
-        self.engine = engine
+        # Weakly: the reserves are kept by engine, and an engine nobody holds must go (with
+        # the connections of its reserve, closed as the pool's own would be on collection).
+        self._engine = weakref.ref(engine.sync_engine)
         self.most = most
         self.idle: list[PoolProxiedConnection] = []
         # Told how many connections became idle here (+1) or busy again (-1): the pool's
@@ -318,11 +330,17 @@ class Reserve:
             if not pooled.driver_connection.is_closed():  # type: ignore[union-attr]
                 return pooled
             await _give_back(pooled, broken=True)
-        return await self.engine.raw_connection()
+        engine = self._engine()
+        if engine is None:
+            raise RuntimeError("the engine of this reserve is gone")
+        return await greenlet_spawn(engine.raw_connection)
 
     async def give(self, pooled: PoolProxiedConnection, *, broken: bool = False) -> None:
-        if broken or len(self.idle) >= self.most:
-            await _give_back(pooled, broken=broken)
+        engine = self._engine()
+        # One taken before the engine was disposed of belongs to the pool it had then.
+        stale = engine is None or getattr(pooled, "_pool", None) is not engine.pool
+        if broken or stale or len(self.idle) >= self.most:
+            await _give_back(pooled, broken=broken or stale)
             return
         self.idle.append(pooled)
         self._changed(1)
@@ -341,7 +359,8 @@ class Reserve:
 
     def _disposed(self, _engine: Any) -> None:
         # Run by AsyncEngine.dispose inside its greenlet, after the pool closed what it held:
-        # these were checked out of it, so they are closed here.
+        # these were checked out of it, so they are closed here. (Engine.dispose(close=False),
+        # for a forked child, would close the parent's too: nothing here disposes so.)
         idle, self.idle = self.idle, []
         for pooled in idle:
             self._changed(-1)
@@ -371,15 +390,17 @@ def reserve(engine: AsyncEngine) -> Reserve:
 @asynccontextmanager
 async def connection(engine: AsyncEngine) -> AsyncIterator[Pooled]:
     """A connection without a session or a transaction, from the engine's reserve: for a
-    request that is one read statement (graph/compiled.py). Checking a connection out of the
-    pool this way costs about a fifth of what a session does (0.04 against 0.2 ms of CPU);
-    taking one from the reserve, a few microseconds."""
+    request that is one read statement (graph/compiled.py). A session costs about 0.2 ms of
+    CPU to open, check out and close; taking a connection from the reserve, a few µs."""
     used = Pooled(engine, await reserve(engine).take())
     try:
         yield used
-    except BaseException:
-        # Cut off mid-statement, the connection is in an unknown state.
-        used.broken = True
+    except BaseException as error:
+        # Cancelled, the connection may have been cut off mid-statement. An error of a
+        # statement was judged where it was raised (`_failed`); any other error (a bad API
+        # key, say) leaves the connection as good as it was.
+        if not isinstance(error, Exception):
+            used.broken = True
         raise
     finally:
         await used.release()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from graphql import (
@@ -42,8 +42,9 @@ class Checked:
     plan: CostPlan | None
     # The operation that would run: its name and type ("query", "mutation", ...).
     operation: tuple[str | None, str] | None = None
-    # The document parsed, for the compiler to take instead of parsing it again (the nodes the
-    # compiled operation keeps are these).
+    # The document parsed, for the compiler to take instead of parsing it again: given to the
+    # request that parsed it only, never kept here (a document's tree can weigh a hundred
+    # times its text).
     document: DocumentNode | None = None
 
 
@@ -72,7 +73,7 @@ class Admission:
             self.checked.move_to_end(key)
             return found
         found = self._check(query, operation_name)
-        self.checked[key] = found
+        self.checked[key] = replace(found, document=None) if found.document else found
         if len(self.checked) > MAX_DOCUMENTS:
             self.checked.popitem(last=False)
         return found

@@ -276,10 +276,10 @@ class Compiler:
                 document = parse(query)
             except GraphQLError:
                 raise Unsupported from None
-        if validate(self.schema, document, (*specified_rules, *document_rules.RULES)):
-            raise Unsupported
         operation = _operation(document, operation_name)
         if operation.operation not in _ROOTS:
+            raise Unsupported  # a mutation: not validated here, the schema does that
+        if validate(self.schema, document, (*specified_rules, *document_rules.RULES)):
             raise Unsupported
         fragments = {
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)

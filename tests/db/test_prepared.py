@@ -3,7 +3,9 @@ counting, and how they behave with and without a transaction."""
 
 from __future__ import annotations
 
+import gc
 import struct
+import weakref
 
 import asyncpg
 import pytest
@@ -317,3 +319,25 @@ async def test_without_overflow_the_reserve_leaves_the_pool_a_connection(
             assert (await session.execute(text("SELECT 2"))).scalar_one() == 2
     finally:
         await kept.dispose()
+
+
+async def test_an_engine_let_go_goes_with_its_reserve_and_a_stale_connection_is_not_kept(
+    committed_db: str,
+) -> None:
+    kept = make_engine(committed_db, PoolSettings(size=2, max_overflow=1))
+    async with prepared.connection(kept):
+        pass
+    reserve = prepared.reserve(kept)
+    assert len(reserve.idle) == 1
+    # Taken before the engine is disposed of, given back after: it belongs to the old pool.
+    async with prepared.connection(kept) as out:
+        await kept.dispose()
+        assert await out.value("SELECT 1", []) == 1
+    assert reserve.idle == [] and await _backends(committed_db) == set()
+    async with prepared.connection(kept) as fresh:
+        assert await fresh.value("SELECT 1", []) == 1
+    await kept.dispose()
+    gone = weakref.ref(kept.sync_engine)
+    del kept, reserve, out, fresh
+    gc.collect()
+    assert gone() is None

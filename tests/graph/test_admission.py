@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from graph import compiled
+from graph.app import create_app
 from graph.rate_limits import KEY_PREFIX
 from graph.settings import Settings
 from tests import factories
@@ -200,3 +201,16 @@ async def test_the_cost_does_not_depend_on_the_path(
         costs.append(response.json()["extensions"]["cost"]["requestedQueryCost"])
     # 2 + 7 * (1 + 2 + 3 * 1)
     assert costs == [44, 44]
+
+
+def test_a_parsed_document_goes_to_the_request_that_parsed_it_and_is_not_kept(
+    settings: Settings,
+) -> None:
+    # The compiler takes the document the admission parsed; the admission's store of checks
+    # keeps none (a document's tree can weigh a hundred times its text).
+    admission = create_app(settings).state.graphql_view.admission
+    first = admission.check(TEN_WORKSPACES, None)
+    assert first.document is not None and first.plan is not None
+    assert admission.checked[(TEN_WORKSPACES, None)].document is None
+    again = admission.check(TEN_WORKSPACES, None)
+    assert again.document is None and again.plan is first.plan

@@ -592,9 +592,9 @@ def test_kept_statements_are_bounded_and_shared_by_parameters(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Variables that are only parameters (a slug, a cursor) share one statement; what changes
-    # a statement (another document, a page size, written into its LIMIT so that PostgreSQL
-    # can keep a generic plan) makes another, up to bounds in number and in bytes, the least
-    # recently used going first.
+    # a statement (another document, a page size of another LIMIT, written in so that
+    # PostgreSQL can keep a generic plan) makes another, up to bounds in number and in bytes,
+    # the least recently used going first.
     schema = build_schema()._schema
     compiler = compiled.Compiler(schema)
     monkeypatch.setattr(compiled, "KEPT", compiled.Kept())
@@ -611,10 +611,14 @@ def test_kept_statements_are_bounded_and_shared_by_parameters(
         assert f"s{n}" in params and 5 in params and "LIMIT 6" in sql
         texts.add(sql)
     assert len(texts) == 1
-    for n in (0, 1, 2, 5):
-        sql, _ = compiled.statement(schema, operation, principal, {"slug": "s", "n": n})
-        assert f"LIMIT {n + 1}" in sql
-    assert len(compiled.KEPT.shapes) == 4
+    # The LIMIT is the page and a row more, rounded up to a few sizes: 7 and 10 share one.
+    limits = {}
+    for n in (0, 1, 2, 5, 7, 10):
+        sql, params = compiled.statement(schema, operation, principal, {"slug": "s", "n": n})
+        limits[n] = int(sql.split("LIMIT ", 1)[1].split()[0].rstrip(")"))
+        assert n in params
+    assert limits == {0: 2, 1: 2, 2: 3, 5: 6, 7: 11, 10: 11}
+    assert len(compiled.KEPT.shapes) == 5
 
     monkeypatch.setattr(compiled, "MAX_KEPT", 10)
     first = None

@@ -16,7 +16,7 @@ from sqlalchemy import event, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from strawberry.types import ExecutionResult
 
-from db import api_keys
+from db import api_keys, prepared
 from db.engine import PoolSettings, make_engine, make_session_factory
 from db.models import ApiScope
 from db.principals import user_principal
@@ -452,11 +452,15 @@ async def test_an_api_keys_compiled_query_needs_no_session(
                     text("UPDATE api_keys SET revoked_at = now() WHERE id = :id"),
                     {"id": key.row.id},
                 )
+            kept = {id(c) for c in prepared.reserve(engine).idle}
+            assert kept
             for enabled in (True, False):
                 monkeypatch.setattr(compiled, "ENABLED", enabled)
                 refused = await client.post("/graphql", json=query, headers=headers)
                 assert refused.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
             assert connections_in_use(engine) == 0
+            # A refused key leaves the connection it was looked up on as good as it was.
+            assert {id(c) for c in prepared.reserve(engine).idle} == kept
     finally:
         await engine.dispose()
 
