@@ -232,9 +232,6 @@ class Pooled:
         except Exception as error:
             self._failed(error)
             raise
-        except BaseException:
-            self.broken = True  # cancelled mid-statement: its state is unknown
-            raise
         self.answered = True
 
     async def _read(self, sql: str, args: Sequence[Any], run: Callable[[], Awaitable[Any]]) -> Any:
@@ -242,10 +239,7 @@ class Pooled:
         try:
             with statement_spans.span(self.engine.sync_engine, sql):
                 found = await run()
-        except BaseException as error:
-            if not isinstance(error, Exception):
-                self.broken = True  # cancelled mid-statement: its state is unknown
-                raise
+        except Exception as error:
             if self.answered or not _ended(error, self.driver):
                 self._failed(error)
                 raise
@@ -255,11 +249,8 @@ class Pooled:
             try:
                 with statement_spans.span(self.engine.sync_engine, sql):
                     found = await run()
-            except BaseException as again:
-                if isinstance(again, Exception):
-                    self._failed(again)
-                else:
-                    self.broken = True
+            except Exception as again:
+                self._failed(again)
                 raise
         self.answered = True
         return found
@@ -302,13 +293,12 @@ class Reserve:
     nothing to reset: the pool's checkout and return (a greenlet hop each way, its events, the
     reset's rollback) cost 34 µs of CPU alone and about 90 µs interleaved with statements, as
     much as asyncpg's own work for the statement (bench/README.md, step 23). The reserve keeps
-    up to the pool's size idle,
-    checked out of the pool; `make_room` gives one back when a session needs the pool, so
-    connections of the reserve and of sessions never add up to more than the pool holds
-    without overflow, and work outside requests always has the overflow (or, without
-    overflow, the one connection the reserve leaves). A connection that PostgreSQL ended
-    while it was idle here is thrown away when it is taken, as the pool's checkout does
-    (db/connections.py); disposing of the engine closes the idle ones.
+    up to the pool's size idle, checked out of the pool; `make_room` gives one back when a
+    session needs the pool, so connections of the reserve and of sessions never add up to
+    more than the pool holds without overflow, and work outside requests always has the
+    overflow (or, without overflow, the one connection the reserve leaves). A connection that
+    PostgreSQL ended while it was idle here is thrown away when it is taken, as the pool's
+    checkout does (db/connections.py); disposing of the engine closes the idle ones.
     """
 
     def __init__(self, engine: AsyncEngine, most: int) -> None:

@@ -43,7 +43,6 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
-    ValueNode,
     VariableNode,
     get_named_type,
     is_abstract_type,
@@ -118,7 +117,7 @@ class Site:
     # Whether the arguments take variables; if not, they are evaluated once (`constant`).
     variables: bool = True
     constant: tuple[Any, Hashable, dict[str, Any]] | None = None
-    # How the arguments follow from the variables, worked out once (see `_arguments_of`).
+    # How the arguments follow from the variables, worked out once (`ArgumentPlan`).
     plan: ArgumentPlan | None = None
 
 
@@ -151,7 +150,7 @@ class ArgumentPlan:
                 non_null = is_non_null_type(argument.type)
                 variables.append((out, argument_node.value.name.value, non_null, missing))
                 continue
-            if argument_node is not None and _has_variables(argument_node.value):
+            if argument_node is not None and _takes_variables(argument_node.value):
                 return None
             coerce_argument(constants, node, name, argument, argument_node, None, None)
         return cls(constants, tuple(variables))
@@ -171,14 +170,8 @@ class ArgumentPlan:
         return given
 
 
-def _has_variables(value: ValueNode) -> bool:
-    if isinstance(value, VariableNode):
-        return True
-    if isinstance(value, ListValueNode):
-        return any(_has_variables(v) for v in value.values)
-    if isinstance(value, ObjectValueNode):
-        return any(_has_variables(f.value) for f in value.fields)
-    return False
+# A field whose arguments graphql-core coerces on every request.
+_UNPLANNED = ArgumentPlan({}, ())
 
 
 _trees = itertools.count()
@@ -229,7 +222,7 @@ class Operation:
     # most recently used kept.
     directive_variables: tuple[str, ...]
     trees: OrderedDict[tuple[Any, ...], Tree | None] = field(default_factory=OrderedDict)
-    # The variables' types, read from the document once (None when one names no input type).
+    # The variables' types, read from the document by the first request (`_variable_values`).
     signatures: list[GraphQLVariableSignature] | None = None
 
     @property
@@ -627,10 +620,6 @@ def _slow_variable_values(
     if isinstance(values, list):
         raise Fallback
     return values
-
-
-# A field whose arguments graphql-core coerces on every request.
-_UNPLANNED = ArgumentPlan({}, ())
 
 
 def _reads(site: Site, args: Any, type_name: str) -> bool:
